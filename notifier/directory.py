@@ -1,0 +1,138 @@
+"""The directory of people: who they are, their roles, how to reach them, their language and zone.
+
+Loaded from a YAML file (``config/directory.yaml``) and validated once; lookups by role are
+precomputed so routing a batch never scans the whole directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from babel import Locale, UnknownLocaleError
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+
+from notifier.errors import ConfigError
+from notifier.settings import format_validation_error
+
+Identifier = str
+
+
+class ChannelKind(StrEnum):
+    """The kinds of contact the engine can deliver to."""
+
+    EMAIL = "email"
+
+
+class Contact(BaseModel):
+    """One way to reach a person, in their order of preference."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: ChannelKind
+    address: EmailStr
+
+
+class Person(BaseModel):
+    """Someone (or a mailing list) who can receive notifications."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Identifier = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    roles: tuple[str, ...] = Field(min_length=1)
+    contacts: tuple[Contact, ...] = Field(min_length=1)
+    locale: str = "en"
+    timezone: str = "UTC"
+    organization: str | None = None
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value.replace("-", "_"))
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(
+                f"unknown locale {value!r}; use a CLDR locale such as 'en', 'de_CH' or 'es'"
+            ) from None
+        return value.replace("-", "_")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as 'Europe/Berlin'"
+            ) from None
+        return value
+
+    def contact(self, channel: ChannelKind) -> Contact | None:
+        """Return the person's preferred contact on ``channel``, if any."""
+        return next((c for c in self.contacts if c.channel is channel), None)
+
+
+class DirectoryFile(BaseModel):
+    """The shape of the directory YAML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    people: list[Person] = Field(min_length=1)
+
+
+class Directory:
+    """People indexed by id and by role."""
+
+    def __init__(self, people: Iterable[Person]) -> None:
+        self._people: dict[str, Person] = {}
+        self._by_role: dict[str, list[Person]] = {}
+        for person in people:
+            if person.id in self._people:
+                raise ConfigError(f"directory: person id {person.id!r} appears twice")
+            self._people[person.id] = person
+            for role in person.roles:
+                self._by_role.setdefault(role, []).append(person)
+
+    @classmethod
+    def load(cls, path: Path) -> Directory:
+        """Read and validate a directory file; ConfigError names the file and the bad field."""
+        raw = read_yaml(path)
+        try:
+            parsed = DirectoryFile.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
+        return cls(parsed.people)
+
+    def __len__(self) -> int:
+        return len(self._people)
+
+    def __iter__(self) -> Iterator[Person]:
+        return iter(self._people.values())
+
+    def get(self, person_id: str) -> Person | None:
+        """Return the person with this id, if any."""
+        return self._people.get(person_id)
+
+    def with_role(self, role: str) -> list[Person]:
+        """Return everyone holding ``role``, in directory order."""
+        return self._by_role.get(role, [])
+
+    def roles(self) -> set[str]:
+        """Return every role someone in the directory holds."""
+        return set(self._by_role)
+
+
+def read_yaml(path: Path) -> object:
+    """Parse a YAML file; ConfigError says which file is missing or malformed."""
+    try:
+        with path.open("rb") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+

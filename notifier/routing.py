@@ -1,0 +1,277 @@
+"""Routing: rules map an event to tiers, tiers map to people, each with a clearance.
+
+A rule matches on event type, severity, risk and Alertmanager-style label matchers
+(``name="value"``, ``!=``, ``=~`` and ``!~``, regexes anchored at both ends). Rules are tried
+in order; the first match ends the walk unless it says ``continue: true``. A person reached
+through several rules or tiers gets one message: the one with the highest clearance.
+
+What a recipient may read is ``min(rule.confidentiality, tier.clearance)``: fields under the
+event's ``confidential`` section reach only recipients whose level is ``confidential``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from notifier.directory import ChannelKind, Contact, Directory, Person, read_yaml
+from notifier.errors import ConfigError
+from notifier.events import EVENT_TYPES, Event, Risk, Severity
+from notifier.settings import format_validation_error
+
+
+class Clearance(StrEnum):
+    """How much a tier may know, from least to most."""
+
+    PUBLIC = "public"
+    RESTRICTED = "restricted"
+    CONFIDENTIAL = "confidential"
+
+    @property
+    def rank(self) -> int:
+        """Order of the levels: public < restricted < confidential."""
+        return _CLEARANCE_ORDER.index(self)
+
+
+_CLEARANCE_ORDER = (Clearance.PUBLIC, Clearance.RESTRICTED, Clearance.CONFIDENTIAL)
+
+_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*$')
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMatcher:
+    """One label condition, as Alertmanager writes it: ``team=~"valid.*"``."""
+
+    name: str
+    op: str
+    value: str
+    pattern: re.Pattern[str] | None
+
+    @classmethod
+    def parse(cls, text: str) -> LabelMatcher:
+        """Parse ``name<op>"value"``; ValueError says what is wrong with the text."""
+        m = _MATCHER.match(text)
+        if m is None:
+            raise ValueError(
+                f"bad label matcher {text!r}: expected name=\"value\", !=, =~ or !~"
+            )
+        name, op, quoted, bare = m.groups()
+        value = quoted.replace('\\"', '"') if quoted is not None else bare
+        pattern = None
+        if op in ("=~", "!~"):
+            try:
+                pattern = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"bad regex in matcher {text!r}: {exc}") from None
+        return cls(name, op, value, pattern)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Tell whether the labels satisfy this matcher (a missing label reads as "")."""
+        actual = labels.get(self.name, "")
+        if self.pattern is not None:
+            found = self.pattern.fullmatch(actual) is not None
+            return found if self.op == "=~" else not found
+        return (actual == self.value) if self.op == "=" else (actual != self.value)
+
+    def __str__(self) -> str:
+        return f'{self.name}{self.op}"{self.value}"'
+
+
+class Match(BaseModel):
+    """What a rule matches; an empty list matches anything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    types: tuple[str, ...] = ()
+    severity: tuple[Severity, ...] = ()
+    risk: tuple[Risk, ...] = ()
+    labels: tuple[LabelMatcher, ...] = ()
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, types: tuple[str, ...]) -> tuple[str, ...]:
+        for t in types:
+            if t not in EVENT_TYPES:
+                raise ValueError(f"unknown event type {t!r}; known: {', '.join(EVENT_TYPES)}")
+        return types
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _parse_matchers(cls, raw: object) -> tuple[LabelMatcher, ...]:
+        if not isinstance(raw, list | tuple):
+            raise ValueError("labels must be a list of matchers such as 'network=\"mainnet\"'")
+        return tuple(m if isinstance(m, LabelMatcher) else LabelMatcher.parse(str(m)) for m in raw)
+
+    def mismatch(self, event: Event) -> str | None:
+        """Return why the event does not match, or None when it does."""
+        if self.types and event.type not in self.types:
+            return f"type {event.type} not in {list(self.types)}"
+        if self.severity and event.severity not in self.severity:
+            return f"severity {event.severity} not in {[s.value for s in self.severity]}"
+        if self.risk and event.risk not in self.risk:
+            return f"risk {event.risk} not in {[r.value for r in self.risk]}"
+        labels = event.labels
+        for matcher in self.labels:
+            if not matcher.matches(labels):
+                return f"label matcher {matcher} failed (value {labels.get(matcher.name)!r})"
+        return None
+
+
+class Tier(BaseModel):
+    """An audience: the roles (and named people) in it, and what it is cleared to read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    roles: tuple[str, ...] = ()
+    people: tuple[str, ...] = ()
+    clearance: Clearance = Clearance.PUBLIC
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Tier:
+        if not self.roles and not self.people:
+            raise ValueError("a tier needs at least one role or person")
+        return self
+
+
+TemplateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class Rule(BaseModel):
+    """Events that match go to these tiers, rendered with this template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1)
+    match: Match = Match()
+    tiers: tuple[str, ...] = Field(min_length=1)
+    template: TemplateName
+    confidentiality: Clearance = Clearance.PUBLIC
+    continue_: bool = Field(default=False, alias="continue")
+
+
+class RoutingConfig(BaseModel):
+    """The shape of the routing YAML file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tiers: dict[str, Tier] = Field(min_length=1)
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tiers_exist(self) -> RoutingConfig:
+        for rule in self.rules:
+            for tier in rule.tiers:
+                if tier not in self.tiers:
+                    raise ValueError(f"rule {rule.name!r} names unknown tier {tier!r}")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> RoutingConfig:
+        """Read and validate a routing file; ConfigError names the file and the bad field."""
+        try:
+            return cls.model_validate(read_yaml(path))
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One person to notify about an event, and why."""
+
+    person: Person
+    contact: Contact
+    tier: str
+    rule: str
+    template: str
+    clearance: Clearance
+
+    @property
+    def sees_confidential(self) -> bool:
+        """Whether the confidential section may be rendered for this recipient."""
+        return self.clearance is Clearance.CONFIDENTIAL
+
+
+@dataclass(frozen=True, slots=True)
+class RuleVerdict:
+    """Whether a rule matched an event and, if not, why not (for ``routes test``)."""
+
+    rule: Rule
+    matched: bool
+    reason: str
+    evaluated: bool
+
+
+class Router:
+    """Applies routing rules to events against a directory of people."""
+
+    def __init__(self, config: RoutingConfig, directory: Directory) -> None:
+        self._config = config
+        self._directory = directory
+        for name, tier in config.tiers.items():
+            for person_id in tier.people:
+                if directory.get(person_id) is None:
+                    raise ConfigError(f"tier {name!r} names unknown person {person_id!r}")
+            for role in tier.roles:
+                if not directory.with_role(role):
+                    raise ConfigError(f"tier {name!r}: nobody in the directory has role {role!r}")
+
+    @property
+    def config(self) -> RoutingConfig:
+        """The routing configuration in force."""
+        return self._config
+
+    def templates(self) -> set[str]:
+        """Every template some rule names."""
+        return {rule.template for rule in self._config.rules}
+
+    def explain(self, event: Event) -> list[RuleVerdict]:
+        """Evaluate the rules in order as routing does, saying why each matched or not."""
+        verdicts = []
+        stopped = False
+        for rule in self._config.rules:
+            if stopped:
+                verdicts.append(RuleVerdict(rule, False, "not evaluated (an earlier rule matched)", False))
+                continue
+            why = rule.match.mismatch(event)
+            verdicts.append(RuleVerdict(rule, why is None, why or "matched", True))
+            if why is None and not rule.continue_:
+                stopped = True
+        return verdicts
+
+    def route(self, event: Event) -> list[Recipient]:
+        """Return who to notify about ``event``: one entry per person, highest clearance wins."""
+        chosen: dict[str, Recipient] = {}
+        for verdict in self.explain(event):
+            if not verdict.matched:
+                continue
+            rule = verdict.rule
+            for tier_name in rule.tiers:
+                tier = self._config.tiers[tier_name]
+                level = min(rule.confidentiality, tier.clearance, key=lambda c: c.rank)
+                for person in self._members(tier):
+                    contact = person.contact(ChannelKind.EMAIL)
+                    if contact is None:
+                        continue
+                    current = chosen.get(person.id)
+                    if current is None or level.rank > current.clearance.rank:
+                        chosen[person.id] = Recipient(
+                            person, contact, tier_name, rule.name, rule.template, level
+                        )
+        return list(chosen.values())
+
+    def _members(self, tier: Tier) -> list[Person]:
+        seen: dict[str, Person] = {}
+        for role in tier.roles:
+            for person in self._directory.with_role(role):
+                seen.setdefault(person.id, person)
+        for person_id in tier.people:
+            person = self._directory.get(person_id)
+            if person is not None:
+                seen.setdefault(person.id, person)
+        return list(seen.values())

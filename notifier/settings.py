@@ -1,0 +1,171 @@
+"""Engine settings: one YAML file, every value overridable by ``NOTIFIER_`` environment variables.
+
+Precedence, highest first: environment (``NOTIFIER_SMTP__HOST``...), the YAML file
+(``--config``, ``NOTIFIER_CONFIG`` or ``config/notifier.yaml``), built-in defaults.
+Files named by the settings (routing, directory) resolve against the YAML file's folder; runtime
+folders (templates, locales, the SQLite file) resolve against the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from notifier.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/notifier.yaml")
+
+_yaml_path: ContextVar[Path | None] = ContextVar("notifier_yaml_path", default=None)
+
+
+class KafkaSettings(BaseModel):
+    """Where events come from and where rejected input goes."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "notifier.events"
+    dlq_topic: str = "notifier.dlq"
+    group_id: str = "notifier"
+    client_id: str = "notifier"
+    partitions: int = Field(default=3, ge=1, description="partitions when notifier creates topics")
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    max_event_bytes: int = Field(default=1_048_576, ge=256)
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    rebalance_timeout_ms: int = 10_000
+
+
+class StoreSettings(BaseModel):
+    """The database: SQLite by default, PostgreSQL (``postgresql+psycopg://``) for several instances."""
+
+    url: str = "sqlite:///var/notifier.db"
+
+
+class SmtpSettings(BaseModel):
+    """The SMTP relay email is handed to."""
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    username: str | None = None
+    password: SecretStr | None = None
+    use_tls: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
+    starttls: bool | None = Field(
+        default=None, description="True: require STARTTLS; False: never; None: when offered"
+    )
+    validate_certs: bool = True
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    sender: str = "Notifier <notifier@localhost>"
+    message_id_domain: str = "notifier.local"
+
+
+class DeliverySettings(BaseModel):
+    """How the outbox is drained."""
+
+    concurrency: int = Field(default=8, ge=1, le=256)
+    batch_size: int = Field(default=100, ge=1)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0, description="a claimed send is retried after")
+    send_attempts: int = Field(default=3, ge=1, description="in-process tries per dispatch")
+    send_deadline_seconds: float = Field(default=30.0, gt=0)
+    max_dispatches: int = Field(default=6, ge=1, description="dispatches before giving up")
+    backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+
+
+class TemplateSettings(BaseModel):
+    """Where templates and translation catalogs live and how much they may render."""
+
+    directory: Path = Path("templates")
+    locales_directory: Path = Path("locales")
+    default_locale: str = "en"
+    max_subject_chars: int = Field(default=200, ge=20)
+    max_body_bytes: int = Field(default=262_144, ge=1024)
+
+
+class LogSettings(BaseModel):
+    """Logging: JSON lines, or readable console output on a terminal."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """Everything the engine needs to start, validated once at load."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFIER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    store: StoreSettings = StoreSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    templates: TemplateSettings = TemplateSettings()
+    log: LogSettings = LogSettings()
+    routing_file: Path = Path("routing.yaml")
+    directory_file: Path = Path("directory.yaml")
+    config_dir: Path = Field(default=Path("config"), exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment over YAML over defaults; init kwargs (tests) over everything."""
+        path = _yaml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a file named by the configuration against the configuration's folder."""
+        return path if path.is_absolute() else self.config_dir / path
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """Return the YAML file to read: ``--config``, else ``NOTIFIER_CONFIG``, else the default."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("NOTIFIER_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def load_settings(explicit: Path | None = None, **overrides: object) -> Settings:
+    """Load and validate settings; raise ConfigError naming the file and the bad field."""
+    path = config_path(explicit)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist (set --config or NOTIFIER_CONFIG)")
+    token = _yaml_path.set(path)
+    try:
+        config_dir = path.parent if path is not None else Path.cwd()
+        return Settings(config_dir=config_dir, **overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(f"{path or 'settings'}: {format_validation_error(exc)}") from exc
+    finally:
+        _yaml_path.reset(token)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Render a pydantic error as 'field.path: message' lines that say what to fix."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"{loc}: {err['msg']}")
+    return "; ".join(lines)
