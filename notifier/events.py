@@ -201,19 +201,21 @@ class Event(BaseModel):
             return {"alertname": self.data.alertname, **self.data.labels}
         return {"policy_id": self.data.policy_id, "change": self.data.change.value}
 
+    def to_cloudevent(self) -> dict[str, Any]:
+        """Return the event as a structured-mode CloudEvent (JSON-ready)."""
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time.isoformat() if self.time else None,
+            "datacontenttype": "application/json",
+            "data": self.data.model_dump(mode="json", exclude_none=True),
+        }
+
     def to_json(self) -> bytes:
-        """Serialize back to a structured-mode CloudEvent."""
-        return orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": self.id,
-                "source": self.source,
-                "type": self.type,
-                "time": self.time.isoformat() if self.time else None,
-                "datacontenttype": "application/json",
-                "data": self.data.model_dump(mode="json", exclude_none=True),
-            }
-        )
+        """Serialize as a structured-mode CloudEvent."""
+        return orjson.dumps(self.to_cloudevent())
 
 
 def label_fingerprint(name: str, labels: Mapping[str, str]) -> str:

@@ -1,0 +1,42 @@
+# notifier: `make demo` runs the product on embedded defaults, `make test` runs every check.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help install demo test unit lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create the virtualenv and install notifier with its dev tools
+
+demo: install ## Embedded broker + SQLite + SMTP capture; publish samples; show what was sent
+	$(BIN)/notifier demo
+
+test: install lint ## Linters, type checks, unit and integration tests (real broker, SMTP, databases)
+	$(BIN)/pytest -q
+
+unit: install ## Only the fast tests that need no broker
+	$(BIN)/pytest -q -m "not integration"
+
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's formatting and fixable lints
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install ## Throughput and latency of the ingest pipeline (see bench/README.md)
+	$(BIN)/python bench/pipeline.py
+
+clean: ## Remove the virtualenv and local state
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,134 @@
+"""The composition root: builds every component from the settings and runs their lifecycle.
+
+This is the only module that imports everything. Start is idempotent; stop is graceful and
+bounded: the batch in progress commits, sends in flight finish, connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from notifier.broker import ensure_topics
+from notifier.channels.base import Channel
+from notifier.channels.email import EmailChannel
+from notifier.clock import Clock, SystemClock
+from notifier.directory import Directory
+from notifier.errors import ConfigError
+from notifier.i18n import Catalogs
+from notifier.ingest import Ingestor
+from notifier.outbox import Dispatcher
+from notifier.pipeline import BatchOutcome, BatchProcessor
+from notifier.routing import Router, RoutingConfig
+from notifier.settings import Settings
+from notifier.store import Database
+from notifier.templating import Renderer
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Settings plus the files they name, all validated and cross-checked."""
+
+    settings: Settings
+    directory: Directory
+    router: Router
+    catalogs: Catalogs
+    renderer: Renderer
+
+
+def load_configuration(settings: Settings) -> Configuration:
+    """Load the directory, routing and templates, and check they fit together."""
+    directory = Directory.load(settings.resolve(settings.directory_file))
+    routing = RoutingConfig.load(settings.resolve(settings.routing_file))
+    router = Router(routing, directory)
+    catalogs = Catalogs.load(settings.templates.locales_directory, settings.templates.default_locale)
+    renderer = Renderer(settings.templates, catalogs)
+    available = set(renderer.templates())
+    for rule in routing.rules:
+        if rule.template not in available:
+            raise ConfigError(
+                f"routing rule {rule.name!r} names template {rule.template!r}, which is not in "
+                f"{settings.templates.directory}/ (available: {', '.join(sorted(available))})"
+            )
+    return Configuration(settings, directory, router, catalogs, renderer)
+
+
+class Engine:
+    """Ingest and delivery, wired together, in one process."""
+
+    def __init__(
+        self,
+        config: Configuration,
+        *,
+        clock: Clock | None = None,
+        channels: Mapping[str, Channel] | None = None,
+    ) -> None:
+        s = config.settings
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.db = Database(s.store.url)
+        self.channels: Mapping[str, Channel] = channels or {
+            "email": EmailChannel(s.smtp, concurrency=s.delivery.concurrency, clock=self.clock)
+        }
+        self.dispatcher = Dispatcher(
+            self.db, config.renderer, self.channels, s.delivery, self.clock
+        )
+        processor = BatchProcessor(
+            self.db,
+            config.router,
+            self.clock,
+            group=s.kafka.group_id,
+            topic=s.kafka.topic,
+            max_event_bytes=s.kafka.max_event_bytes,
+        )
+        self.ingestor = Ingestor(s.kafka, processor, self.db, self.clock, self._after_batch)
+        self._started = False
+
+    def _after_batch(self, outcome: BatchOutcome) -> None:
+        if outcome.notifications:
+            self.dispatcher.wake()
+
+    async def start(self, *, ingest: bool = True) -> None:
+        """Migrate the store, create missing topics, join the consumer group (idempotent)."""
+        if self._started:
+            return
+        await asyncio.to_thread(self.db.migrate)
+        if ingest:
+            k = self.config.settings.kafka
+            await ensure_topics(k.bootstrap_servers, [k.topic, k.dlq_topic], k.partitions)
+            await self.ingestor.start()
+        self._started = True
+        log.info("engine.started", store=self.db.dialect, ingest=ingest)
+
+    async def run(self, stop: asyncio.Event, *, ingest: bool = True, deliver: bool = True) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        await self.start(ingest=ingest)
+        tasks = []
+        if ingest:
+            tasks.append(asyncio.create_task(self.ingestor.run(stop), name="ingest"))
+        if deliver:
+            tasks.append(asyncio.create_task(self.dispatcher.run(stop), name="deliver"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    stop.set()
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.close()
+
+    async def close(self) -> None:
+        """Close connections to the broker, the channels and the store."""
+        await self.ingestor.stop()
+        for channel in self.channels.values():
+            await channel.close()
+        self.db.dispose()
+        self._started = False
+        log.info("engine.stopped")

@@ -1,0 +1,74 @@
+"""The template data contract: what a template sees for one notification.
+
+Templates never see raw events; they see this stable context, built from the stored event and
+the recipient. Fields under the event's ``confidential`` section are present only when the
+recipient's clearance is ``confidential``; otherwise ``confidential`` is None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifier.events import ALERT_TYPE, AlertData, CloudEvent, PolicyData
+from notifier.message import OutgoingMessage
+from notifier.routing import Clearance
+from notifier.store.outbox import PendingNotification
+from notifier.templating import Renderer
+
+
+def template_context(n: PendingNotification) -> dict[str, Any]:
+    """Build the render context of a claimed notification (the contract in templating.py)."""
+    envelope = CloudEvent.model_validate(n.payload)
+    context: dict[str, Any] = {
+        "status": n.kind,
+        "tier": n.tier,
+        "recipient": {"name": n.recipient_name, "locale": n.locale, "timezone": n.timezone},
+        "event": {"id": envelope.id, "source": envelope.source, "time": envelope.time},
+        "confidential": None,
+    }
+    if envelope.type == ALERT_TYPE:
+        alert = AlertData.model_validate(envelope.data)
+        context["kind"] = "alert"
+        context["alert"] = {
+            "id": n.alert_id,
+            "fingerprint": n.fingerprint,
+            "alertname": alert.alertname,
+            "severity": alert.severity.value,
+            "risk": alert.risk.value if alert.risk else None,
+            "labels": dict(alert.labels),
+            "summary": alert.annotations.summary,
+            "description": alert.annotations.description,
+            "runbook_url": alert.annotations.runbook_url,
+            "starts_at": alert.starts_at or envelope.time,
+            "ends_at": alert.ends_at,
+            "source": envelope.source,
+        }
+        return context
+    policy = PolicyData.model_validate(envelope.data)
+    context["kind"] = "policy"
+    context["policy"] = {
+        "policy_id": policy.policy_id,
+        "version": policy.version,
+        "change": policy.change.value,
+        "risk": policy.risk.value,
+        "title": policy.title,
+        "summary": policy.summary,
+        "effective_at": policy.effective_at,
+        "authorized_by": policy.authorized_by,
+        "affected": list(policy.affected),
+        "action_items": list(policy.action_items),
+        "rollback_plan": policy.rollback_plan,
+    }
+    if n.clearance == Clearance.CONFIDENTIAL.value and policy.confidential:
+        context["confidential"] = dict(policy.confidential)
+    return context
+
+
+def compose(renderer: Renderer, n: PendingNotification) -> OutgoingMessage:
+    """Render a claimed notification for its recipient; raises TemplateError."""
+    rendered = renderer.render(
+        n.template, n.channel, locale=n.locale, timezone=n.timezone, context=template_context(n)
+    )
+    return OutgoingMessage(
+        notification_id=n.id, recipient_name=n.recipient_name, address=n.address, rendered=rendered
+    )

@@ -1,0 +1,145 @@
+"""``notifier demo``: the whole engine on embedded defaults, end to end, with a readable report.
+
+Starts the embedded Tansu broker (unless NOTIFIER_KAFKA__BOOTSTRAP_SERVERS names one), a local
+SMTP server saving mail under ``var/mail/``, a fresh SQLite store at ``var/demo.db``; publishes
+the sample events plus a duplicate and two malformed records; waits until every notification
+is delivered; prints who got what, in which language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from notifier.app import Engine, load_configuration
+from notifier.broker import EmbeddedBroker, publish, records_for
+from notifier.mailcatcher import MailCatcher
+from notifier.settings import Settings
+from notifier.store.queries import counts, notification_summary
+
+VAR = Path("var")
+_BAD_RECORDS = [
+    (b"demo-bad-1", b"{this is not json"),
+    (b"demo-bad-2", orjson.dumps({"specversion": "1.0", "id": "x-1", "source": "demo",
+                                  "type": "com.example.unknown", "data": {}})),
+]
+
+
+async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> int:
+    """Run the demo; return the process exit code (0 when every notification was sent)."""
+    mail_dir = VAR / "mail"
+    shutil.rmtree(mail_dir, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        (VAR / f"demo.db{suffix}").unlink(missing_ok=True)
+    VAR.mkdir(exist_ok=True)
+
+    broker: EmbeddedBroker | None = None
+    bootstrap = settings.kafka.bootstrap_servers
+    if "NOTIFIER_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
+        broker = EmbeddedBroker(log_file=VAR / "tansu.log")
+        await asyncio.to_thread(broker.start)
+        bootstrap = broker.bootstrap_servers
+        click.echo(f"▶ embedded Kafka-compatible broker (Tansu) on {bootstrap}")
+    else:
+        click.echo(f"▶ using the broker at {bootstrap}")
+
+    catcher = MailCatcher(mail_dir)
+    await catcher.start()
+    click.echo(f"▶ SMTP capture on {catcher.host}:{catcher.port}, saving to {mail_dir}/")
+    settings = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(
+                update={"bootstrap_servers": bootstrap, "group_id": f"notifier-demo-{os.getpid()}",
+                        "session_timeout_ms": 6000, "heartbeat_interval_ms": 500,
+                        "rebalance_timeout_ms": 3000}
+            ),
+            "smtp": settings.smtp.model_copy(
+                update={"host": catcher.host, "port": catcher.port, "starttls": False,
+                        "use_tls": False, "username": None, "password": None}
+            ),
+            "store": settings.store.model_copy(update={"url": f"sqlite:///{VAR / 'demo.db'}"}),
+        }
+    )
+    engine = Engine(load_configuration(settings))
+    stop = asyncio.Event()
+    try:
+        await engine.start()
+        runner = asyncio.create_task(engine.run(stop))
+        expected = await _publish_samples(settings, samples)
+        ok = await _wait_until_done(engine, expected, runner)
+        _report(engine, mail_dir)
+        if keep:
+            click.echo("\nrunning; publish more with `notifier publish FILE` "
+                       f"(NOTIFIER_KAFKA__BOOTSTRAP_SERVERS={bootstrap}); Ctrl-C to stop")
+            await runner
+        stop.set()
+        await runner
+        return 0 if ok else 1
+    finally:
+        stop.set()
+        await catcher.stop()
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
+
+
+async def _publish_samples(settings: Settings, samples: Path) -> int:
+    files = sorted(samples.glob("*.json"))
+    if not files:
+        raise click.ClickException(f"no sample events (*.json) in {samples}")
+    records: list[tuple[bytes, bytes]] = []
+    for path in files:
+        records.extend(records_for(path.read_bytes(), max_bytes=settings.kafka.max_event_bytes))
+    # A producer retry: the same event again. It must have no effect.
+    duplicate = records[0]
+    await publish(settings.kafka.bootstrap_servers, settings.kafka.topic,
+                  [*records, duplicate, *_BAD_RECORDS])
+    click.echo(f"▶ published {len(records)} sample events from {samples}/, 1 duplicate "
+               f"and {len(_BAD_RECORDS)} malformed records")
+    return len(records) + 1 + len(_BAD_RECORDS)
+
+
+async def _wait_until_done(engine: Engine, expected: int, runner: asyncio.Task[None]) -> bool:
+    deadline = time.monotonic() + 60
+    last = ""
+    while time.monotonic() < deadline:
+        if runner.done():
+            await runner  # surfaces the engine's error
+        totals = engine.ingestor.totals
+        seen = totals["accepted"] + totals["duplicates"] + totals["rejected"]
+        c = await asyncio.to_thread(counts, engine.db)
+        line = (f"  consumed {seen}/{expected} · notifications: {c['notifications_sent']} sent, "
+                f"{c['notifications_pending']} pending, {c['notifications_failed']} failed")
+        if line != last:
+            click.echo(line)
+            last = line
+        if seen >= expected and c["notifications_pending"] == 0 and totals["notifications"]:
+            return c["notifications_failed"] == 0
+        await asyncio.sleep(0.2)
+    click.echo("✗ timed out waiting for the engine (see var/tansu.log and the log above)")
+    return False
+
+
+def _report(engine: Engine, mail_dir: Path) -> None:
+    rows = notification_summary(engine.db)
+    c = counts(engine.db)
+    t = engine.ingestor.totals
+    click.echo(f"\n{t['accepted']} events accepted, {t['duplicates']} duplicate ignored, "
+               f"{t['rejected']} rejected to the dead-letter topic; {c['alerts']} alerts")
+    current = None
+    for row in rows:
+        heading = f"{row['alert_name']} — {row['kind']}"
+        if heading != current:
+            click.echo(f"\n■ {heading}")
+            current = heading
+        status = "✓" if row["status"] == "sent" else f"✗ {row['status']} ({row['error_reason']})"
+        secret = "+confidential" if row["clearance"] == "confidential" else row["clearance"]
+        click.echo(f"  {status} {row['recipient_name']:24} {row['tier']:11} "
+                   f"{row['locale']:>6} → {row['language'] or '-':3} {row['template']:16} {secret}")
+    click.echo(f"\n{len(list(mail_dir.glob('*.eml')))} emails saved in {mail_dir}/ "
+               "(open one with any mail client, or `cat` it)")

@@ -1,0 +1,368 @@
+"""Translation catalogs, locale fallback and locale-aware formatting (Babel + gettext).
+
+Catalogs live at ``<locales>/<lang>/LC_MESSAGES/notifier.po`` (domain ``notifier``); the
+compiled ``.mo`` beside each is optional: a missing or stale one is compiled in memory, so a
+fresh checkout runs without a build step. The ``extract``/``update``/``compile_catalogs``/
+``untranslated`` functions implement ``notifier templates extract|update|compile``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gettext
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from io import BytesIO
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_datetime
+from babel.lists import format_list
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import PoFileError, read_po, write_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+from babel.units import format_unit
+
+from notifier.errors import ConfigError
+
+DOMAIN = "notifier"
+# Same settings as babel.cfg: trimmed trans blocks and newstyle gettext, as the renderer uses.
+JINJA_EXTRACT_OPTIONS = {
+    "extensions": "jinja2.ext.i18n",
+    "trimmed": "true",
+    "newstyle_gettext": "true",
+    "trim_blocks": "true",
+    "lstrip_blocks": "true",
+}
+_COMMENT_TAGS = ("Translators:",)
+_HEADER = """\
+# Translations template for PROJECT.
+# Copyright (C) YEAR ORGANIZATION
+# Messages are extracted from templates/ by `notifier templates extract` and merged
+# into each language's catalog by `notifier templates update`.
+#"""
+
+
+def parse_locale(locale: str) -> Locale:
+    """Parse ``de_CH`` or ``de-CH`` into a babel Locale; raise ConfigError when it is not one."""
+    try:
+        return Locale.parse(locale.strip().replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"unknown locale {locale!r}: expected a language tag such as 'de' or 'de_CH' ({exc})"
+        ) from None
+
+
+def locale_chain(locale: str, default: str = "en") -> list[str]:
+    """Return the catalogs to try for ``locale``, most specific first, ending with ``default``.
+
+    ``de_CH`` gives ``["de_CH", "de", "en"]``; ``es-MX`` gives ``["es_MX", "es", "en"]``.
+    """
+    chain: list[str] = []
+    for tag in (str(parse_locale(locale)), str(parse_locale(default))):
+        parts = tag.split("_")
+        for end in range(len(parts), 0, -1):
+            candidate = "_".join(parts[:end])
+            if candidate not in chain:
+                chain.append(candidate)
+    return chain
+
+
+def formatting_locale(locale: str, language: str) -> str:
+    """Pick the locale that formats dates and numbers for a reader of ``locale``.
+
+    The reader's own locale when its language is the one the text is in (a ``de_CH`` reader of
+    German text gets Swiss number formats); otherwise the text's language, so a ``fr`` reader
+    who gets the English fallback does not see French month names inside English sentences.
+    """
+    if parse_locale(locale).language == parse_locale(language).language:
+        return locale.replace("-", "_")
+    return language
+
+
+def _po_path(locales_dir: Path, language: str) -> Path:
+    return locales_dir / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def _languages_on_disk(locales_dir: Path) -> Iterator[tuple[str, Path]]:
+    """Yield ``(language, LC_MESSAGES folder)`` for every folder holding a catalog."""
+    if not locales_dir.is_dir():
+        raise ConfigError(f"locales directory {locales_dir} does not exist")
+    for folder in sorted(locales_dir.iterdir()):
+        messages = folder / "LC_MESSAGES"
+        if (messages / f"{DOMAIN}.po").is_file() or (messages / f"{DOMAIN}.mo").is_file():
+            yield str(parse_locale(folder.name)), messages
+
+
+def _read_po(po_path: Path, locale: str | None = None) -> Catalog:
+    try:
+        with po_path.open("rb") as fh:
+            return read_po(fh, locale=locale, abort_invalid=True)
+    except (PoFileError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{po_path}: cannot parse catalog: {exc}") from None
+
+
+def _compile(po_path: Path) -> bytes:
+    """Compile a ``.po`` to ``.mo`` bytes; raise ConfigError listing every broken message.
+
+    Placeholder mismatches are errors: a translation missing ``%(summary)s`` would fail, or
+    silently drop facts, at render time.
+    """
+    catalog = _read_po(po_path)
+    problems = [
+        f"{po_path}:{message.lineno}: {message.id!r}: {error}"
+        for message, errors in catalog.check()
+        for error in errors
+    ]
+    if problems:
+        raise ConfigError("broken translations:\n" + "\n".join(problems))
+    buffer = BytesIO()
+    write_mo(buffer, catalog)
+    return buffer.getvalue()
+
+
+class Catalogs:
+    """Every compiled catalog, loaded once, and the fallback logic that picks one per reader."""
+
+    def __init__(self, translations: dict[str, Translations], default_locale: str = "en") -> None:
+        self._translations = translations
+        self._default = str(parse_locale(default_locale))
+        self._resolved: dict[str, tuple[gettext.NullTranslations, str]] = {}
+        # A de_CH catalog that lacks a message falls back to de, then to the default.
+        for language, catalog in translations.items():
+            for other in locale_chain(language, self._default)[1:]:
+                if other in translations:
+                    catalog.add_fallback(translations[other])
+                    break
+
+    @classmethod
+    def load(cls, locales_dir: Path, default_locale: str = "en") -> Catalogs:
+        """Load ``<locales_dir>/<lang>/LC_MESSAGES/notifier.mo`` for every language present.
+
+        A ``.mo`` that is missing or older than its ``.po`` is compiled from the ``.po`` in
+        memory. Raises ConfigError for a missing folder or a broken catalog.
+        """
+        loaded: dict[str, Translations] = {}
+        for language, messages in _languages_on_disk(locales_dir):
+            po, mo = messages / f"{DOMAIN}.po", messages / f"{DOMAIN}.mo"
+            stale = not mo.is_file() or (po.is_file() and po.stat().st_mtime > mo.stat().st_mtime)
+            data = _compile(po) if stale else mo.read_bytes()
+            loaded[language] = Translations(BytesIO(data), domain=DOMAIN)
+        return cls(loaded, default_locale)
+
+    def languages(self) -> list[str]:
+        """List the languages messages can be rendered in (the default source language too)."""
+        return sorted({*self._translations, self._default})
+
+    def resolve(self, locale: str) -> tuple[gettext.NullTranslations, str]:
+        """Return the translations for ``locale`` and the language they are in.
+
+        The first catalog of :func:`locale_chain` wins (``de`` for ``de_CH``); when none
+        exists the default language is used, untranslated if it has no catalog of its own.
+        Raises ConfigError for a string that is not a locale.
+        """
+        cached = self._resolved.get(locale)
+        if cached is not None:
+            return cached
+        result: tuple[gettext.NullTranslations, str] = (gettext.NullTranslations(), self._default)
+        for language in locale_chain(locale, self._default):
+            if language in self._translations:
+                result = (self._translations[language], language)
+                break
+        self._resolved[locale] = result
+        return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+UnitLength = Literal["short", "long", "narrow"]
+_DURATION_UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Formatter:
+    """Babel formatting for one reader: their locale's conventions, their timezone's clock."""
+
+    locale: Locale
+    tzinfo: ZoneInfo
+
+    def datetime(self, value: dt.datetime, format: str = "long") -> str:
+        """Format an aware datetime in the reader's timezone.
+
+        ``format`` is ``short``/``medium``/``long``/``full`` or a CLDR pattern; the default
+        ``long`` names the zone, so readers in different places can compare times.
+        """
+        return format_datetime(_aware(value), format, tzinfo=self.tzinfo, locale=self.locale)
+
+    def date(self, value: dt.date, format: str = "long") -> str:
+        """Format a date, or the reader's calendar date of an aware datetime."""
+        if isinstance(value, dt.datetime):
+            value = _aware(value).astimezone(self.tzinfo).date()
+        return format_date(value, format, locale=self.locale)
+
+    def number(self, value: int | float | Decimal, format: str | None = None) -> str:
+        """Format a number with the locale's separators (``1,234.5`` / ``1.234,5``)."""
+        return format_decimal(value, format, locale=self.locale)
+
+    def timedelta(self, value: dt.timedelta, parts: int = 2, length: UnitLength = "long") -> str:
+        """Format a duration exactly, with up to ``parts`` units: ``1 hour and 12 minutes``.
+
+        Unlike ``babel.dates.format_timedelta``, which rounds 59 minutes to "1 hour", an
+        incident's duration is reported as measured (down to its ``parts`` largest units).
+        """
+        remaining = int(abs(value.total_seconds()))
+        pieces: list[str] = []
+        for unit, size in _DURATION_UNITS:
+            count, remaining = divmod(remaining, size)
+            if count and len(pieces) < parts:
+                pieces.append(format_unit(count, f"duration-{unit}", length, locale=self.locale))
+        if not pieces:
+            return format_unit(0, "duration-second", length, locale=self.locale)
+        # The "standard" list style reads naturally in a sentence; some locales' "unit" list
+        # data is incomplete in Babel (KeyError for es).
+        return format_list(pieces, style="standard", locale=self.locale)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: expected a timezone-aware value")
+    return value
+
+
+@lru_cache(maxsize=1024)
+def formatter(locale: str, timezone: str) -> Formatter:
+    """Return the formatter for a locale and an IANA timezone; raise ConfigError if unknown."""
+    try:
+        tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown timezone {timezone!r}: expected an IANA name ({exc})") from None
+    return Formatter(parse_locale(locale), tzinfo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog workflow (extract → update → translate → compile)
+
+
+def extract(templates_dir: Path, pot_path: Path) -> int:
+    """Extract every translatable message from the templates into ``pot_path``.
+
+    Keeps the previous POT's creation date, so the file only changes when messages do.
+    Returns the number of messages.
+    """
+    created = _read_po(pot_path).creation_date if pot_path.is_file() else None
+    catalog = Catalog(
+        project=DOMAIN,
+        copyright_holder="the notifier authors",
+        msgid_bugs_address="",
+        header_comment=_HEADER,
+        charset="utf-8",
+        fuzzy=False,
+    )
+    if created is not None:
+        catalog.creation_date = created
+        catalog.revision_date = created
+    found = extract_from_dir(
+        templates_dir,
+        method_map=[("**.j2", "jinja2.ext:babel_extract")],
+        options_map={"**.j2": JINJA_EXTRACT_OPTIONS},
+        comment_tags=_COMMENT_TAGS,
+        strip_comment_tags=True,
+        # Babel's default skips folders starting with "_" or "."; templates may use either.
+        directory_filter=lambda _path: True,
+    )
+    for filename, lineno, message, comments, context in found:
+        catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    pot_path.parent.mkdir(parents=True, exist_ok=True)
+    with pot_path.open("wb") as fh:
+        write_po(fh, catalog, width=100)
+    return len(catalog)
+
+
+def update(
+    pot_path: Path, locales_dir: Path, languages: list[str], *, source_language: str = "en"
+) -> list[Path]:
+    """Merge the POT into each language's ``.po``, creating missing catalogs; return the paths.
+
+    The source language's catalog is filled with msgstr = msgid, since the templates' text is
+    already in that language.
+    """
+    template = _read_po(pot_path)
+    written: list[Path] = []
+    for language in languages:
+        tag = str(parse_locale(language))
+        po_path = _po_path(locales_dir, tag)
+        if po_path.is_file():
+            catalog = _read_po(po_path, locale=tag)
+            catalog.update(template, update_header_comment=True)
+        else:
+            catalog = _read_po(pot_path, locale=tag)
+            catalog.locale = parse_locale(tag)
+            catalog.revision_date = dt.datetime.now(dt.UTC)
+            catalog.fuzzy = False
+        if tag == str(parse_locale(source_language)):
+            for message in catalog:
+                if message.id and (message.fuzzy or not _complete(message.string)):
+                    message.string = message.id
+                    message.flags.discard("fuzzy")
+        po_path.parent.mkdir(parents=True, exist_ok=True)
+        with po_path.open("wb") as fh:
+            write_po(fh, catalog, width=100)
+        written.append(po_path)
+    return written
+
+
+def compile_catalogs(locales_dir: Path) -> list[Path]:
+    """Write ``notifier.mo`` next to every ``notifier.po``; raise ConfigError if one is broken.
+
+    Nothing is written unless every catalog compiles.
+    """
+    compiled = [
+        (messages, _compile(messages / f"{DOMAIN}.po"))
+        for _lang, messages in _languages_on_disk(locales_dir)
+        if (messages / f"{DOMAIN}.po").is_file()
+    ]
+    written = []
+    for messages, data in compiled:
+        mo_path = messages / f"{DOMAIN}.mo"
+        mo_path.write_bytes(data)
+        written.append(mo_path)
+    return written
+
+
+def untranslated(locales_dir: Path, pot_path: Path) -> dict[str, list[str]]:
+    """Return, per language with gaps, the msgids that are missing, fuzzy or empty.
+
+    An empty result means every catalog translates every message of the POT.
+    """
+    template = _read_po(pot_path)
+    gaps: dict[str, list[str]] = {}
+    for language, messages in _languages_on_disk(locales_dir):
+        catalog = _read_po(messages / f"{DOMAIN}.po")
+        missing = []
+        for wanted in template:
+            if not wanted.id:
+                continue  # the header
+            found = catalog.get(wanted.id, wanted.context)
+            if found is None or found.fuzzy or not _complete(found.string):
+                missing.append(_singular(wanted.id))
+        if missing:
+            gaps[language] = missing
+    return gaps
+
+
+def _complete(string: str | tuple[str, ...] | list[str] | None) -> bool:
+    if isinstance(string, (tuple, list)):
+        return all(string)
+    return bool(string)
+
+
+def _singular(msgid: str | tuple[str, ...] | list[str]) -> str:
+    return msgid if isinstance(msgid, str) else msgid[0]

@@ -1,0 +1,54 @@
+"""Notification intents: who must receive which message about a transition, and how.
+
+Pure: turns correlated transitions and the router's recipients into rows for the outbox. The
+notification id is derived from its natural key (alert, occurrence, transition, person,
+channel), so the same intent always has the same id and the same email ``Message-ID``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from notifier.correlate import Transition
+from notifier.routing import Recipient, Router
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One message to send: a transition, rendered with a template for one recipient."""
+
+    id: str
+    transition: Transition
+    recipient: Recipient
+    created_at: datetime
+
+    @property
+    def channel(self) -> str:
+        """The channel the message goes out on."""
+        return self.recipient.contact.channel.value
+
+
+def notification_id(alert_id: str, occurrence: int, kind: str, person_id: str, channel: str) -> str:
+    """Derive a notification's id from its natural key (stable across replays)."""
+    raw = "\x00".join((alert_id, str(occurrence), kind, person_id, channel))
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def plan(transitions: Iterable[Transition], router: Router, now: datetime) -> list[Intent]:
+    """Route every transition and return one intent per recipient."""
+    intents = []
+    for transition in transitions:
+        alert = transition.alert
+        for recipient in router.route(transition.event):
+            nid = notification_id(
+                alert.id,
+                alert.occurrence,
+                transition.effect.value,
+                recipient.person.id,
+                recipient.contact.channel.value,
+            )
+            intents.append(Intent(nid, transition, recipient, now))
+    return intents

@@ -1,0 +1,157 @@
+"""Table definitions: the single description of the schema the migrations create.
+
+``tests/test_store.py`` checks that the migrated database and these tables never drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store naive UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("group_id", String(255), primary_key=True),
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Every accepted event, keyed by a hash of its CloudEvents source + id (the dedup rule).
+# The payload is kept only for events that caused notifications: rendering needs it.
+events = Table(
+    "events",
+    metadata,
+    Column("event_key", String(32), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("id", Text, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("fingerprint", String(128), nullable=False),
+    Column("alert_id", String(32), nullable=False),
+    Column("effect", String(16), nullable=False),
+    Column("event_time", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("topic", String(255)),
+    Column("partition", Integer),
+    Column("offset", BigInteger),
+    Column("payload", JSON),
+)
+Index("ix_events_alert_id", events.c.alert_id)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("fingerprint", String(128), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("risk", String(16)),
+    Column("labels", JSON, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("last_event_key", String(32), nullable=False),
+)
+Index("ix_alerts_status", alerts.c.status)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("event_key", String(32), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("recipient_name", Text, nullable=False),
+    Column("tier", String(64), nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("template", String(64), nullable=False),
+    Column("clearance", String(16), nullable=False),
+    Column("locale", String(32), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("dispatches", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_expires_at", UTCDateTime),
+    Column("error_reason", String(16)),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("language", String(32)),
+    Column("template_hash", String(64)),
+    Column("provider_id", Text),
+    # One message per alert occurrence, transition, person and channel: replays cannot double it.
+    UniqueConstraint("alert_id", "occurrence", "kind", "person_id", "channel"),
+)
+Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
+Index("ix_notifications_alert_id", notifications.c.alert_id)
+
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("topic", "partition", "offset"),
+)
