@@ -98,18 +98,22 @@ def run(state: _State, no_deliver: bool, deliver_only: bool) -> None:
 
 @cli.command()
 @click.option("--keep", is_flag=True, help="Keep running after the summary until Ctrl-C.")
+@click.option("--verbose", "-v", is_flag=True, help="Show the engine's log lines too.")
 @click.option("--samples", type=click.Path(path_type=Path, file_okay=False),
               default=Path("config/samples"), show_default=True,
               help="Folder of sample events to publish.")
 @pass_state
-def demo(state: _State, keep: bool, samples: Path) -> None:
+def demo(state: _State, keep: bool, verbose: bool, samples: Path) -> None:
     """Run everything locally: embedded broker, SQLite, SMTP capture; publish samples; report.
 
     Uses the configured broker when NOTIFIER_KAFKA__BOOTSTRAP_SERVERS is set, otherwise starts
     the embedded Tansu broker. Mail is saved under var/mail/, the store is var/demo.db.
     """
 
-    sys.exit(asyncio.run(run_demo(state.settings(), samples, keep=keep)))
+    settings = state.settings()
+    if not verbose:
+        configure(settings.log.model_copy(update={"level": "WARNING", "format": "console"}))
+    sys.exit(asyncio.run(run_demo(settings, samples, keep=keep)))
 
 
 @cli.command(name="publish")

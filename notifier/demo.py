@@ -133,7 +133,7 @@ def _report(engine: Engine, mail_dir: Path) -> None:
                f"{t['rejected']} rejected to the dead-letter topic; {c['alerts']} alerts")
     current = None
     for row in rows:
-        heading = f"{row['alert_name']} — {row['kind']}"
+        heading = f"{row['alert_name']} ({row['kind']})"
         if heading != current:
             click.echo(f"\n■ {heading}")
             current = heading
@@ -141,5 +141,7 @@ def _report(engine: Engine, mail_dir: Path) -> None:
         secret = "+confidential" if row["clearance"] == "confidential" else row["clearance"]
         click.echo(f"  {status} {row['recipient_name']:24} {row['tier']:11} "
                    f"{row['locale']:>6} → {row['language'] or '-':3} {row['template']:16} {secret}")
+    click.echo("\n(locale → language actually rendered; +confidential: the message includes the "
+               "confidential section)")
     click.echo(f"\n{len(list(mail_dir.glob('*.eml')))} emails saved in {mail_dir}/ "
                "(open one with any mail client, or `cat` it)")

@@ -220,12 +220,14 @@ class Event(BaseModel):
 
 def label_fingerprint(name: str, labels: Mapping[str, str]) -> str:
     """Hash a name and a label set into a stable 16-hex-digit fingerprint (order-independent)."""
+    # 0xff and 0xfe never occur in UTF-8, so label text cannot imitate a separator (as it could
+    # with NUL) and two different label sets cannot hash the same bytes.
     h = hashlib.blake2b(digest_size=8)
     h.update(name.encode())
     for key in sorted(labels):
-        h.update(b"\x00")
+        h.update(b"\xff")
         h.update(key.encode())
-        h.update(b"\x01")
+        h.update(b"\xfe")
         h.update(labels[key].encode())
     return h.hexdigest()
 
@@ -292,6 +294,11 @@ def _binary_mode(attrs: dict[str, str], data: Any) -> Event:
 
 
 def _structured_mode(body: dict[str, Any]) -> Event:
+    if "specversion" in body and body["specversion"] != "1.0":
+        raise RejectedInput(
+            RejectionCode.UNSUPPORTED_SPEC,
+            f"specversion {body['specversion']!r} is not supported (only '1.0')",
+        )
     envelope = _validate(CloudEvent, body, "")
     if envelope.type not in EVENT_TYPES:
         raise RejectedInput(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gettext
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -75,6 +76,7 @@ def locale_chain(locale: str, default: str = "en") -> list[str]:
     return chain
 
 
+@lru_cache(maxsize=1024)  # parsing costs ~13 µs, and this runs once per render
 def formatting_locale(locale: str, language: str) -> str:
     """Pick the locale that formats dates and numbers for a reader of ``locale``.
 
@@ -85,10 +87,6 @@ def formatting_locale(locale: str, language: str) -> str:
     if parse_locale(locale).language == parse_locale(language).language:
         return locale.replace("-", "_")
     return language
-
-
-def _po_path(locales_dir: Path, language: str) -> Path:
-    return locales_dir / language / "LC_MESSAGES" / f"{DOMAIN}.po"
 
 
 def _languages_on_disk(locales_dir: Path) -> Iterator[tuple[str, Path]]:
@@ -105,8 +103,8 @@ def _read_po(po_path: Path, locale: str | None = None) -> Catalog:
     try:
         with po_path.open("rb") as fh:
             return read_po(fh, locale=locale, abort_invalid=True)
-    except (PoFileError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{po_path}: cannot parse catalog: {exc}") from None
+    except (OSError, PoFileError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{po_path}: cannot read catalog: {exc}") from None
 
 
 def _compile(po_path: Path) -> bytes:
@@ -268,15 +266,14 @@ def extract(templates_dir: Path, pot_path: Path) -> int:
     )
     if created is not None:
         catalog.creation_date = created
-        catalog.revision_date = created
     found = extract_from_dir(
         templates_dir,
         method_map=[("**.j2", "jinja2.ext:babel_extract")],
         options_map={"**.j2": JINJA_EXTRACT_OPTIONS},
         comment_tags=_COMMENT_TAGS,
         strip_comment_tags=True,
-        # Babel's default skips folders starting with "_" or "."; templates may use either.
-        directory_filter=lambda _path: True,
+        # Babel's default also skips folders starting with "_", which templates may use.
+        directory_filter=lambda path: not os.path.basename(path).startswith("."),
     )
     for filename, lineno, message, comments, context in found:
         catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
@@ -289,22 +286,23 @@ def extract(templates_dir: Path, pot_path: Path) -> int:
 def update(
     pot_path: Path, locales_dir: Path, languages: list[str], *, source_language: str = "en"
 ) -> list[Path]:
-    """Merge the POT into each language's ``.po``, creating missing catalogs; return the paths.
+    """Merge the POT into every existing ``.po`` and into ``languages``, creating missing ones.
 
-    The source language's catalog is filled with msgstr = msgid, since the templates' text is
-    already in that language.
+    Returns the paths written. The source language's catalog is filled with msgstr = msgid,
+    since the templates' text is already in that language.
     """
     template = _read_po(pot_path)
+    existing = _languages_on_disk(locales_dir) if locales_dir.is_dir() else iter(())
+    tags = [lang for lang, messages in existing if (messages / f"{DOMAIN}.po").is_file()]
+    tags += [str(parse_locale(language)) for language in languages]
     written: list[Path] = []
-    for language in languages:
-        tag = str(parse_locale(language))
-        po_path = _po_path(locales_dir, tag)
+    for tag in dict.fromkeys(tags):
+        po_path = locales_dir / tag / "LC_MESSAGES" / f"{DOMAIN}.po"
         if po_path.is_file():
             catalog = _read_po(po_path, locale=tag)
             catalog.update(template, update_header_comment=True)
         else:
             catalog = _read_po(pot_path, locale=tag)
-            catalog.locale = parse_locale(tag)
             catalog.revision_date = dt.datetime.now(dt.UTC)
             catalog.fuzzy = False
         if tag == str(parse_locale(source_language)):
@@ -345,6 +343,8 @@ def untranslated(locales_dir: Path, pot_path: Path) -> dict[str, list[str]]:
     template = _read_po(pot_path)
     gaps: dict[str, list[str]] = {}
     for language, messages in _languages_on_disk(locales_dir):
+        if not (messages / f"{DOMAIN}.po").is_file():
+            continue  # a compiled-only catalog cannot be checked
         catalog = _read_po(messages / f"{DOMAIN}.po")
         missing = []
         for wanted in template:
@@ -352,7 +352,7 @@ def untranslated(locales_dir: Path, pot_path: Path) -> dict[str, list[str]]:
                 continue  # the header
             found = catalog.get(wanted.id, wanted.context)
             if found is None or found.fuzzy or not _complete(found.string):
-                missing.append(_singular(wanted.id))
+                missing.append(wanted.id if isinstance(wanted.id, str) else wanted.id[0])
         if missing:
             gaps[language] = missing
     return gaps
@@ -362,7 +362,3 @@ def _complete(string: str | tuple[str, ...] | list[str] | None) -> bool:
     if isinstance(string, (tuple, list)):
         return all(string)
     return bool(string)
-
-
-def _singular(msgid: str | tuple[str, ...] | list[str]) -> str:
-    return msgid if isinstance(msgid, str) else msgid[0]

@@ -40,7 +40,17 @@ class Clearance(StrEnum):
 
 _CLEARANCE_ORDER = (Clearance.PUBLIC, Clearance.RESTRICTED, Clearance.CONFIDENTIAL)
 
-_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*$')
+# A bare (unquoted) value may not contain '"': 'network="mainnet' is a typo, not a value.
+_MATCHER = re.compile(
+    r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))\s*$'
+)
+# OpenMetrics escapes inside a quoted value, as Alertmanager reads them: \" \\ \n. Any other
+# backslash is literal, so a regex's \. keeps its meaning.
+_ESCAPE = re.compile(r'\\(["\\n])')
+
+
+def _unescape(quoted: str) -> str:
+    return _ESCAPE.sub(lambda m: "\n" if m[1] == "n" else m[1], quoted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +71,7 @@ class LabelMatcher:
                 f"bad label matcher {text!r}: expected name=\"value\", !=, =~ or !~"
             )
         name, op, quoted, bare = m.groups()
-        value = quoted.replace('\\"', '"') if quoted is not None else bare
+        value = _unescape(quoted) if quoted is not None else bare
         pattern = None
         if op in ("=~", "!~"):
             try:

@@ -30,14 +30,12 @@ locale and timezone), and the test ``weburl`` (an http(s) link, safe for ``href`
 
 from __future__ import annotations
 
-import datetime as dt
 import gettext
 import hashlib
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from jinja2 import (
@@ -188,12 +186,11 @@ class Renderer:
                 compiled[part] = self._env.get_template(name)
                 self._collect_sources(name, sources)
             except TemplateNotFound as exc:
-                if part not in _REQUIRED and exc.name == name:
-                    continue
-                problem = f"template {exc.name} not found in {self._settings.directory}"
-                raise TemplateError(
-                    f"{_where(template, channel, part, locale)}: {problem}"
-                ) from None
+                if part in _REQUIRED or exc.name != name:
+                    problem = f"template {exc.name} not found in {self._settings.directory}"
+                    raise TemplateError(
+                        f"{_where(template, channel, part, locale)}: {problem}"
+                    ) from None
             except JinjaTemplateError as exc:
                 problem = _describe(exc, self._settings.directory)
                 raise TemplateError(
@@ -218,6 +215,8 @@ class Renderer:
                 raise TemplateSyntaxError(
                     "imports and includes must name a fixed template", 1, name=name
                 )
+            # Compile it now, so the code rendered is the source hashed.
+            self._env.get_template(referenced)
             self._collect_sources(referenced, sources)
 
     def _translators_for(
@@ -242,8 +241,7 @@ class Renderer:
         except (JinjaTemplateError, *_DATA_ERRORS) as exc:
             raise TemplateError(f"{where}: {_describe(exc, self._settings.directory)}") from None
         rendered = "".join(chunks)
-        encoded = len(rendered.encode())
-        if encoded > limit:
+        if len(rendered.encode()) > limit:
             raise TemplateError(f"{where}: renders more than {limit} bytes")
         return rendered
 
@@ -266,6 +264,7 @@ def _environment(loader: FileSystemLoader) -> ImmutableSandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        cache_size=-1,  # never evict: a reload from disk could differ from the hashed source
         finalize=_no_none,
     )
     env.policies["ext.i18n.trimmed"] = True
@@ -274,7 +273,12 @@ def _environment(loader: FileSystemLoader) -> ImmutableSandboxedEnvironment:
     # macros imported without "with context", which would otherwise silently be English.
     env.globals.update(gettext=_no_catalog, ngettext=_no_catalog, pgettext=_no_catalog)
     env.globals["_"] = _no_catalog
-    env.filters.update(datetime=_datetime, date=_date, number=_number, timedelta=_timedelta)
+    env.filters.update(
+        datetime=_formatting_filter(Formatter.datetime),
+        date=_formatting_filter(Formatter.date),
+        number=_formatting_filter(Formatter.number),
+        timedelta=_formatting_filter(Formatter.timedelta),
+    )
     env.tests["weburl"] = _is_web_url
     return env
 
@@ -328,24 +332,14 @@ def _formatter(ctx: Context) -> Formatter:
     return value
 
 
-@pass_context
-def _datetime(ctx: Context, value: dt.datetime, format: str = "long") -> str:
-    return _formatter(ctx).datetime(value, format)
+def _formatting_filter(method: Callable[..., str]) -> Callable[..., str]:
+    """Turn a Formatter method into a filter using the render's locale and timezone."""
 
+    @pass_context
+    def apply(ctx: Context, value: Any, *args: Any, **kwargs: Any) -> str:
+        return method(_formatter(ctx), value, *args, **kwargs)
 
-@pass_context
-def _date(ctx: Context, value: dt.date, format: str = "long") -> str:
-    return _formatter(ctx).date(value, format)
-
-
-@pass_context
-def _number(ctx: Context, value: int | float | Decimal, format: str | None = None) -> str:
-    return _formatter(ctx).number(value, format)
-
-
-@pass_context
-def _timedelta(ctx: Context, value: dt.timedelta, parts: int = 2) -> str:
-    return _formatter(ctx).timedelta(value, parts)
+    return apply
 
 
 def _is_web_url(value: object) -> bool:

@@ -108,7 +108,9 @@ def test_structured_alert_sample_fields() -> None:
     assert event.risk is Risk.HIGH
     assert event.data.labels["network"] == "mainnet"
     assert event.data.annotations.summary == "Finality lag above 4 epochs on mainnet"
-    assert event.data.annotations.runbook_url == "https://runbooks.example.net/consensus/finality-lag"
+    assert (
+        event.data.annotations.runbook_url == "https://runbooks.example.net/consensus/finality-lag"
+    )
     assert event.data.starts_at == datetime(2026, 11, 20, 8, 2, tzinfo=UTC)
     assert event.data.ends_at is None
     assert event.key == ("monitoring/prometheus/eu-west-1", "9b1f7c2e-4c1a-4e55-9a52-0d6f3c1a7e01")
@@ -254,9 +256,7 @@ def test_alertmanager_empty_alert_list_yields_no_events() -> None:
 def test_alertmanager_alert_without_fingerprint_correlates_with_cloudevent() -> None:
     """Without a fingerprint, an Alertmanager alert gets the same one as the same CloudEvent."""
     labels = {"network": "mainnet", "instance": "validator-07:5054"}
-    am = decode_one(
-        am_payload(am_alert(labels={"alertname": "Down", **labels}, fingerprint=None))
-    )
+    am = decode_one(am_payload(am_alert(labels={"alertname": "Down", **labels}, fingerprint=None)))
     ce = decode_one(alert_ce(alertname="Down", labels=labels))
     assert am.fingerprint == ce.fingerprint == label_fingerprint("Down", labels)
 
@@ -275,6 +275,14 @@ def test_alertmanager_firing_and_resolved_have_different_event_ids() -> None:
     resolved = decode_one(am_payload(am_alert(status="resolved", endsAt="2026-11-21T23:00:00Z")))
     assert firing.id != resolved.id
     assert firing.fingerprint == resolved.fingerprint
+
+
+def test_alertmanager_status_alone_changes_the_event_id() -> None:
+    """Firing and resolved with identical times still have different event ids."""
+    times = {"startsAt": "2026-11-21T22:22:19Z", "endsAt": "2026-11-21T23:00:00Z"}
+    firing = decode_one(am_payload(am_alert(status="firing", **times)))
+    resolved = decode_one(am_payload(am_alert(status="resolved", **times)))
+    assert firing.id != resolved.id
 
 
 def test_alertmanager_new_occurrence_has_a_new_event_id() -> None:
@@ -610,9 +618,7 @@ def test_derived_fingerprint_matches_label_fingerprint() -> None:
     """Without a fingerprint, the event's fingerprint hashes alertname and labels."""
     body = sample("alert-firing.json")
     event = decode_one(body)
-    assert event.fingerprint == label_fingerprint(
-        body["data"]["alertname"], body["data"]["labels"]
-    )
+    assert event.fingerprint == label_fingerprint(body["data"]["alertname"], body["data"]["labels"])
 
 
 # --- policy events ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from notifier.store.database import Database
 from notifier.store.schema import alerts, events, notifications, rejections
@@ -48,7 +48,8 @@ def notification_summary(db: Database) -> list[dict[str, Any]]:
             alerts.c.name.label("alert_name"),
         )
         .join(alerts, alerts.c.id == notifications.c.alert_id)
-        .order_by(notifications.c.created_at, alerts.c.name, notifications.c.person_id)
+        .order_by(alerts.c.created_at, alerts.c.name, case({"resolved": 1}, value=notifications.c.kind, else_=0),
+                  notifications.c.recipient_name)
     )
     with db.engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
