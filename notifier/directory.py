@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,7 +74,14 @@ class Person(BaseModel):
 
     def contact(self, channel: ChannelKind) -> Contact | None:
         """Return the person's preferred contact on ``channel``, if any."""
-        return next((c for c in self.contacts if c.channel is channel), None)
+        return self._preferred.get(channel)
+
+    @cached_property
+    def _preferred(self) -> dict[ChannelKind, Contact]:
+        preferred: dict[ChannelKind, Contact] = {}
+        for c in self.contacts:
+            preferred.setdefault(c.channel, c)
+        return preferred
 
 
 class DirectoryFile(BaseModel):

@@ -15,6 +15,7 @@ names the offending field, so the record can go to the dead-letter topic with a 
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -177,7 +178,7 @@ class Event(BaseModel):
         """The CloudEvents identity: two events with the same source and id are duplicates."""
         return (self.source, self.id)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """The correlation key: events with the same fingerprint update one alert."""
         return self.data.derived_fingerprint()

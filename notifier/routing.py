@@ -190,6 +190,9 @@ class RoutingConfig(BaseModel):
             raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
 
 
+_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class Recipient:
     """One person to notify about an event, and why."""
@@ -217,12 +220,16 @@ class RuleVerdict:
     evaluated: bool
 
 
+_RouteKey = tuple[str, Severity, Risk | None, frozenset[tuple[str, str]]]
+
+
 class Router:
     """Applies routing rules to events against a directory of people."""
 
     def __init__(self, config: RoutingConfig, directory: Directory) -> None:
         self._config = config
         self._directory = directory
+        self._cache: dict[_RouteKey, tuple[Recipient, ...]] = {}
         for name, tier in config.tiers.items():
             for person_id in tier.people:
                 if directory.get(person_id) is None:
@@ -256,6 +263,18 @@ class Router:
 
     def route(self, event: Event) -> list[Recipient]:
         """Return who to notify about ``event``: one entry per person, highest clearance wins."""
+        # Routing depends only on these attributes; alerts re-fire and resolve with the same
+        # ones, so a bounded cache saves re-walking the rules on the hot path.
+        key = (event.type, event.severity, event.risk, frozenset(event.labels.items()))
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._route(event)
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = cached
+        return list(cached)
+
+    def _route(self, event: Event) -> tuple[Recipient, ...]:
         chosen: dict[str, Recipient] = {}
         for verdict in self.explain(event):
             if not verdict.matched:
@@ -273,7 +292,7 @@ class Router:
                         chosen[person.id] = Recipient(
                             person, contact, tier_name, rule.name, rule.template, level
                         )
-        return list(chosen.values())
+        return tuple(chosen.values())
 
     def _members(self, tier: Tier) -> list[Person]:
         seen: dict[str, Person] = {}

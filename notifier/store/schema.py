@@ -35,6 +35,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         """Store naive UTC."""
         if value is None:
             return None
+        if value.tzinfo is UTC:
+            return value.replace(tzinfo=None)
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; pass an aware datetime")
         return value.astimezone(UTC).replace(tzinfo=None)
