@@ -42,7 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE_CPU = {1} if (os.cpu_count() or 1) > 1 else {0}
 DRIVER_CPU = {0}
 PARTITIONS = 3
-BATCH = 1000
+# NOTIFIER_BENCH_PROFILE=out.prof runs the engine under cProfile (for finding hot spots).
+PROFILE = (["-m", "cProfile", "-o", os.environ["NOTIFIER_BENCH_PROFILE"]]
+           if os.environ.get("NOTIFIER_BENCH_PROFILE") else [])
+BATCH = int(os.environ.get("BENCH_BATCH", "1000"))
 
 
 def make_events(count: int, tag: str, seed: int) -> list[tuple[bytes, bytes]]:
@@ -142,7 +145,8 @@ async def engine_run(bootstrap: str, events: int, rate: int, seconds: int, run: 
         config = write_config(tmp, bootstrap, topic)
         db = tmp / "bench.db"
         proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "notifier", "--config", str(config), "run", "--no-deliver"],
+            [sys.executable, *PROFILE, "-m", "notifier", "--config", str(config), "run",
+             "--no-deliver"],
             cwd=ROOT,
         )
         os.sched_setaffinity(proc.pid, ENGINE_CPU)

@@ -16,6 +16,11 @@ notice      a policy change seen for the first time      ``notice``
 
 An event whose source + id was already processed (the CloudEvents rule) is a duplicate: it is
 counted and otherwise ignored, so producer retries and replays are harmless.
+
+Correlation needs only an alert's *head* (id, status, occurrence) from the store, and says
+what to write as three kinds of change: whole new alerts (:class:`AlertState`), rewrites of an
+existing alert's state when it re-fires or resolves (:class:`Rewrite`), and counter bumps for
+every other event (:class:`Touch`). Repeats, the bulk of any stream, cost a counter bump.
 """
 
 from __future__ import annotations
@@ -45,8 +50,18 @@ NOTIFYING = frozenset({Effect.FIRING, Effect.RESOLVED, Effect.NOTICE})
 
 
 @dataclass(frozen=True, slots=True)
+class AlertHead:
+    """What correlation needs of a stored alert: identity, status and occurrence."""
+
+    id: str
+    fingerprint: str
+    status: str
+    occurrence: int
+
+
+@dataclass(frozen=True, slots=True)
 class AlertState:
-    """An alert as the store keeps it: one row per fingerprint, re-fired as new occurrences."""
+    """A whole alert row: one per fingerprint, re-fired as new occurrences."""
 
     id: str
     fingerprint: str
@@ -64,6 +79,34 @@ class AlertState:
     updated_at: datetime
     event_count: int
     last_event_key: str
+
+    @property
+    def head(self) -> AlertHead:
+        """The part of the state correlation decides on."""
+        return AlertHead(self.id, self.fingerprint, self.status, self.occurrence)
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """The new state of an existing alert that re-fired or resolved (taken from the event)."""
+
+    status: str
+    occurrence: int
+    severity: str
+    risk: str | None
+    summary: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+@dataclass(slots=True)
+class Touch:
+    """Events that reached an existing alert in this batch: how many, and the latest."""
+
+    count: int
+    updated_at: datetime
+    last_event_key: str
+    summary: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +131,9 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """A change people must hear about: the alert after the change and the event causing it."""
+    """A change people must hear about: the alert (after the change) and the event causing it."""
 
-    alert: AlertState
+    alert: AlertHead
     event: Event
     event_key: str
     effect: Effect
@@ -98,13 +141,33 @@ class Transition:
 
 @dataclass
 class Correlation:
-    """Everything a batch changes: records to insert, alerts to write, transitions to route."""
+    """Everything a batch changes: records to insert, alert writes, transitions to route."""
 
     records: list[EventRecord] = field(default_factory=list)
-    alerts: dict[str, AlertState] = field(default_factory=dict)
-    new_alert_ids: set[str] = field(default_factory=set)
+    inserts: dict[str, AlertState] = field(default_factory=dict)
+    rewrites: dict[str, Rewrite] = field(default_factory=dict)
+    touches: dict[str, Touch] = field(default_factory=dict)
     transitions: list[Transition] = field(default_factory=list)
     duplicates: int = 0
+
+    def bump(self, alert_id: str, key: str, now: datetime, summary: str | None) -> None:
+        """Count one more event for an alert (in its insert if new, else as a touch)."""
+        new = self.inserts.get(alert_id)
+        if new is not None:
+            self.inserts[alert_id] = replace(
+                new, event_count=new.event_count + 1, updated_at=now, last_event_key=key,
+                summary=summary if summary is not None else new.summary,
+            )
+            return
+        touch = self.touches.get(alert_id)
+        if touch is None:
+            self.touches[alert_id] = Touch(1, now, key, summary)
+            return
+        touch.count += 1
+        touch.updated_at = now
+        touch.last_event_key = key
+        if summary is not None:
+            touch.summary = summary
 
 
 def event_key(source: str, event_id: str) -> str:
@@ -119,14 +182,14 @@ def new_alert_id() -> str:
 
 def correlate(
     batch: Iterable[Positioned],
-    known: Mapping[str, AlertState],
+    known: Mapping[str, AlertHead],
     seen: set[str],
     now: datetime,
     new_id: Callable[[], str] = new_alert_id,
 ) -> Correlation:
     """Decide every event's effect, in order; ``seen`` is updated with the batch's keys."""
     result = Correlation()
-    current: dict[str, AlertState] = dict(known)
+    current: dict[str, AlertHead] = dict(known)
     for positioned in batch:
         event = positioned.event
         key = event_key(event.source, event.id)
@@ -134,66 +197,86 @@ def correlate(
             result.duplicates += 1
             continue
         seen.add(key)
-        fingerprint = event.fingerprint
-        before = current.get(fingerprint)
-        effect, after = _apply(event, key, before, now, new_id)
-        if before is None:
-            result.new_alert_ids.add(after.id)
-        current[fingerprint] = after
-        result.alerts[after.id] = after
-        result.records.append(EventRecord(key, positioned, after.id, effect))
+        effect, head = _apply(result, event, key, current.get(event.fingerprint), now, new_id)
+        current[head.fingerprint] = head
+        result.records.append(EventRecord(key, positioned, head.id, effect))
         if effect in NOTIFYING:
-            result.transitions.append(Transition(after, event, key, effect))
+            result.transitions.append(Transition(head, event, key, effect))
     return result
 
 
 def _apply(
-    event: Event, key: str, before: AlertState | None, now: datetime, new_id: Callable[[], str]
-) -> tuple[Effect, AlertState]:
+    out: Correlation,
+    event: Event,
+    key: str,
+    before: AlertHead | None,
+    now: datetime,
+    new_id: Callable[[], str],
+) -> tuple[Effect, AlertHead]:
     data = event.data
-    if not isinstance(data, AlertData):
-        if before is not None:
-            return Effect.REPEAT, _touch(before, key, now)
-        return Effect.NOTICE, _fresh(event, key, now, new_id(), occurrence=1, status="notice")
-    if data.status == "firing":
-        if before is None:
-            return Effect.FIRING, _fresh(event, key, now, new_id(), occurrence=1, status="firing")
-        if before.status == "firing":
-            return Effect.REPEAT, _touch(before, key, now, summary=data.annotations.summary)
-        refired = _fresh(event, key, now, before.id, before.occurrence + 1, "firing")
-        return Effect.FIRING, replace(
-            refired, created_at=before.created_at, event_count=before.event_count + 1
-        )
-    # A resolve for an alert nobody saw fire (or already resolved) changes nothing people need
-    # to hear about; it is still recorded so the timeline is complete.
     if before is None:
-        stale = _fresh(event, key, now, new_id(), occurrence=1, status="resolved")
-        return Effect.STALE, replace(stale, ends_at=data.ends_at or event.time or now)
-    if before.status != "firing":
-        return Effect.STALE, _touch(before, key, now)
-    resolved = replace(
-        _touch(before, key, now),
-        status="resolved",
-        ends_at=data.ends_at or event.time or now,
+        if isinstance(data, AlertData) and data.status == "resolved":
+            # A resolve for an alert nobody saw fire changes nothing people need to hear
+            # about; it is still recorded so the timeline is complete.
+            state = _fresh(event, key, now, new_id(), status="resolved")
+            state = replace(state, ends_at=data.ends_at or event.time or now)
+            effect = Effect.STALE
+        else:
+            status = "firing" if isinstance(data, AlertData) else "notice"
+            state = _fresh(event, key, now, new_id(), status=status)
+            effect = Effect.FIRING if isinstance(data, AlertData) else Effect.NOTICE
+        out.inserts[state.id] = state
+        return effect, state.head
+    summary = data.annotations.summary if isinstance(data, AlertData) else None
+    if not isinstance(data, AlertData):
+        effect, head = Effect.REPEAT, before
+    elif data.status == "firing" and before.status == "firing":
+        effect, head = Effect.REPEAT, before
+    elif data.status == "firing":
+        head = AlertHead(before.id, before.fingerprint, "firing", before.occurrence + 1)
+        _rewrite(out, head, event, data, ends_at=None, now=now)
+        effect = Effect.FIRING
+    elif before.status == "firing":
+        head = AlertHead(before.id, before.fingerprint, "resolved", before.occurrence)
+        _rewrite(out, head, event, data, ends_at=data.ends_at or event.time or now, now=now)
+        effect = Effect.RESOLVED
+    else:
+        effect, head = Effect.STALE, before
+    out.bump(head.id, key, now, summary)
+    return effect, head
+
+
+def _rewrite(
+    out: Correlation,
+    head: AlertHead,
+    event: Event,
+    data: AlertData,
+    *,
+    ends_at: datetime | None,
+    now: datetime,
+) -> None:
+    new = out.inserts.get(head.id)
+    if new is not None:  # created earlier in this very batch: change the insert instead
+        starts_at = new.starts_at if head.status == "resolved" else (data.starts_at or new.starts_at)
+        out.inserts[head.id] = replace(
+            new, status=head.status, occurrence=head.occurrence, severity=data.severity.value,
+            risk=data.risk.value if data.risk else None, summary=data.annotations.summary,
+            starts_at=starts_at, ends_at=ends_at,
+        )
+        return
+    out.rewrites[head.id] = Rewrite(
+        status=head.status,
+        occurrence=head.occurrence,
+        severity=data.severity.value,
+        risk=data.risk.value if data.risk else None,
+        summary=data.annotations.summary,
+        # None keeps the stored start (a resolve often omits it).
+        starts_at=data.starts_at if head.status == "resolved" else (data.starts_at or event.time or now),
+        ends_at=ends_at,
     )
-    return Effect.RESOLVED, resolved
 
 
-def _touch(
-    alert: AlertState, key: str, now: datetime, summary: str | None = None
-) -> AlertState:
-    return replace(
-        alert,
-        updated_at=now,
-        event_count=alert.event_count + 1,
-        last_event_key=key,
-        summary=summary if summary is not None else alert.summary,
-    )
-
-
-def _fresh(
-    event: Event, key: str, now: datetime, alert_id: str, occurrence: int, status: str
-) -> AlertState:
+def _fresh(event: Event, key: str, now: datetime, alert_id: str, status: str) -> AlertState:
     data = event.data
     if isinstance(data, AlertData):
         kind, name, summary = "alert", data.alertname, data.annotations.summary
@@ -206,7 +289,7 @@ def _fresh(
         fingerprint=event.fingerprint,
         kind=kind,
         status=status,
-        occurrence=occurrence,
+        occurrence=1,
         name=name,
         severity=event.severity.value,
         risk=event.risk.value if event.risk else None,

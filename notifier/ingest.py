@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -25,7 +26,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.clock import Clock
-from notifier.pipeline import BatchOutcome, BatchProcessor, Refused, RawRecord
+from notifier.pipeline import BatchOutcome, BatchProcessor, RawRecord, Refused
 from notifier.settings import KafkaSettings
 from notifier.store import Database
 from notifier.store.batch import load_offsets
@@ -53,6 +54,18 @@ def dead_letter_headers(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Inflight:
+    """A batch being applied in the store's worker thread."""
+
+    records: list[RawRecord]
+    task: asyncio.Task[BatchOutcome]
+
+
+def _partitions(records: Sequence[RawRecord]) -> list[TopicPartition]:
+    return list({TopicPartition(r.topic, r.partition) for r in records})
+
+
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, resume every partition from the offset stored with its last batch."""
 
@@ -60,7 +73,8 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._ingestor = ingestor
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        """Nothing to flush: each batch is committed before the next one is fetched."""
+        """Let the batch being applied finish before the partitions move to someone else."""
+        await self._ingestor.wait_inflight()
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         """Seek to the stored offsets."""
@@ -85,6 +99,7 @@ class Ingestor:
         self._on_batch = on_batch
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._inflight: _Inflight | None = None
         self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0, "notifications": 0}
 
     async def start(self) -> None:
@@ -136,46 +151,84 @@ class Ingestor:
             return load_offsets(conn, self._settings.group_id, self._settings.topic)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; errors are logged and the batch retried, never lost."""
+        """Consume until ``stop`` is set; errors are logged and the batch retried, never lost.
+
+        Two batches overlap: while one is applied in the store's worker thread, the next is
+        fetched and decoded on the event loop. Batches still commit strictly in order, and a
+        failed or stale batch rewinds the one fetched behind it too.
+        """
         assert self._consumer is not None
         failures = 0
-        while not stop.is_set():
-            fetched = await self._consumer.getmany(
-                timeout_ms=self._settings.poll_timeout_ms, max_records=self._settings.max_batch
-            )
-            records = [_raw(m) for msgs in fetched.values() for m in msgs]
-            if not records:
+        inflight: _Inflight | None = None
+        while not stop.is_set() or inflight is not None:
+            records: list[RawRecord] = []
+            if not stop.is_set():
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self._settings.poll_timeout_ms,
+                    max_records=self._settings.max_batch,
+                )
+                records = [_raw(m) for msgs in fetched.values() for m in msgs]
+            decoded = self._processor.decode(records) if records else None
+            if inflight is not None:
+                done, inflight = inflight, None
+                try:
+                    ok = await self._finish(done)
+                    failures = 0
+                except (KafkaError, SQLAlchemyError, OSError) as exc:
+                    failures += 1
+                    await self._after_failure(exc, failures, [*done.records, *records])
+                    continue
+                if not ok:
+                    await self.seek_to_stored(_partitions([*done.records, *records]))
+                    continue
+            if decoded is None:
                 continue
             try:
-                outcome = await self.handle(records)
-                failures = 0
-            except (KafkaError, SQLAlchemyError, OSError) as exc:
+                if decoded.refused:
+                    # Before the batch commits: a crash can dead-letter twice, never lose one.
+                    await self._dead_letter(decoded.refused)
+            except KafkaError as exc:
                 failures += 1
-                delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS)) - 1]
-                log.error("ingest.batch_failed", error_type=type(exc).__name__, error=str(exc),
-                          retry_in=delay)
-                self._rewind(records)
-                await self._clock.sleep(delay)
+                await self._after_failure(exc, failures, records)
                 continue
-            if outcome.stale:
-                await self.seek_to_stored(list({TopicPartition(r.topic, r.partition) for r in records}))
-                continue
-            await self._commit_to_kafka(records)
+            task = asyncio.create_task(asyncio.to_thread(self._processor.apply, records, decoded))
+            inflight = self._inflight = _Inflight(records, task)
+
+    async def wait_inflight(self) -> None:
+        """Wait until the batch being applied (if any) has committed or failed."""
+        current = self._inflight
+        if current is not None:
+            await asyncio.wait([current.task])
+
+    async def _finish(self, batch: _Inflight) -> bool:
+        """Account for an applied batch; False when it was stale (nothing was written)."""
+        outcome = await batch.task
+        if outcome.stale:
+            return False
+        for name in self.totals:
+            self.totals[name] += getattr(outcome, name)
+        log.info("ingest.batch", records=len(batch.records), accepted=outcome.accepted,
+                 duplicates=outcome.duplicates, rejected=outcome.rejected,
+                 notifications=outcome.notifications)
+        self._on_batch(outcome)
+        await self._commit_to_kafka(batch.records)
+        return True
+
+    async def _after_failure(
+        self, exc: Exception, failures: int, records: Sequence[RawRecord]
+    ) -> None:
+        delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS)) - 1]
+        log.error("ingest.batch_failed", error_type=type(exc).__name__, error=str(exc),
+                  retry_in=delay)
+        self._rewind(records)
+        await self._clock.sleep(delay)
 
     async def handle(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        """Decode, dead-letter refusals, then apply the batch in one store transaction."""
+        """Decode, dead-letter refusals and apply one batch, without overlap (for tools)."""
         decoded = self._processor.decode(records)
         if decoded.refused:
             await self._dead_letter(decoded.refused)
-        outcome = await asyncio.to_thread(self._processor.apply, records, decoded)
-        if not outcome.stale:
-            for name in self.totals:
-                self.totals[name] += getattr(outcome, name)
-            log.info("ingest.batch", records=len(records), accepted=outcome.accepted,
-                     duplicates=outcome.duplicates, rejected=outcome.rejected,
-                     notifications=outcome.notifications)
-            self._on_batch(outcome)
-        return outcome
+        return await asyncio.to_thread(self._processor.apply, records, decoded)
 
     async def _dead_letter(self, refused: Sequence[Refused]) -> None:
         assert self._producer is not None

@@ -22,7 +22,7 @@ from notifier.routing import Router
 from notifier.store import Database, StaleOffsetsError
 from notifier.store.batch import (
     Rejection,
-    alerts_by_fingerprint,
+    alert_heads,
     fence_offsets,
     seen_event_keys,
     write_batch,
@@ -126,7 +126,7 @@ class BatchProcessor:
                 keys = [event_key(p.event.source, p.event.id) for p in decoded.events]
                 seen = seen_event_keys(conn, keys)
                 fingerprints = list({p.event.fingerprint for p in decoded.events})
-                known = alerts_by_fingerprint(conn, fingerprints, lock)
+                known = alert_heads(conn, fingerprints, lock)
                 correlation = correlate(decoded.events, known, seen, now)
                 intents = plan(correlation.transitions, self._router, now)
                 write_batch(

@@ -105,7 +105,7 @@ async def test_sigkill_mid_batch_and_mid_send_loses_nothing_and_doubles_nothing(
     await publish(broker.bootstrap_servers, settings["topic"], _events())
 
     def events() -> int:
-        return _count(db, "select count(*) from events")
+        return _count(db, "select count(*) from event_keys")
 
     def sent() -> int:
         return _count(db, "select count(*) from notifications where status='sent'")

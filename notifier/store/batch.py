@@ -11,13 +11,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Update, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Integer,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.types import TypeEngine
 
-from notifier.correlate import AlertState, Correlation, NOTIFYING
+from notifier.correlate import AlertHead, Correlation, Effect
 from notifier.intents import Intent
 from notifier.store.database import StaleOffsetsError
-from notifier.store.schema import alerts, consumer_offsets, events, notifications, rejections
+from notifier.store.schema import (
+    UTCDateTime,
+    alerts,
+    consumer_offsets,
+    event_keys,
+    events,
+    notifications,
+    rejections,
+)
 
 # SQLite allows 32,766 bound parameters per statement; stay far below for IN lists.
 _CHUNK = 500
@@ -45,7 +65,7 @@ class _Bulk:
     def __init__(self, stmt: Insert | Update, types: Mapping[str, TypeEngine[Any]]) -> None:
         self._stmt = stmt
         self._types = types
-        self._compiled: dict[str, tuple[str, list[str] | None, dict[str, Any]]] = {}
+        self._compiled: dict[str, tuple[str, list[str], bool, dict[str, Any]]] = {}
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute the statement once per row (rows are dicts keyed by bind parameter)."""
@@ -60,16 +80,20 @@ class _Bulk:
                 proc = type_.bind_processor(dialect)
                 if proc is not None:
                     processors[name] = proc
-            order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-            cached = (str(compiled), order, processors)
+            positional = bool(compiled.positional and compiled.positiontup)
+            names = list(compiled.positiontup or ()) if positional else list(compiled.params)
+            cached = (str(compiled), names, positional, processors)
             self._compiled[dialect.name] = cached
-        sql, order, processors = cached
+        sql, names, positional, processors = cached
         params: list[Any] = []
         for row in rows:
-            values = dict(row)
-            for name, proc in processors.items():
-                values[name] = proc(values[name])
-            params.append(tuple(values[n] for n in order) if order is not None else values)
+            # Columns a row leaves out are NULL, as with a plain INSERT.
+            values = [row.get(n) for n in names]
+            for i, n in enumerate(names):
+                proc = processors.get(n)
+                if proc is not None and values[i] is not None:
+                    values[i] = proc(values[i])
+            params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
         conn.exec_driver_sql(sql, params)
 
 
@@ -118,21 +142,22 @@ def seen_event_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
     """Return which of ``keys`` the store already processed."""
     seen: set[str] = set()
     for chunk in _chunks(keys):
-        seen.update(conn.scalars(select(events.c.event_key).where(events.c.event_key.in_(chunk))))
+        seen.update(
+            conn.scalars(select(event_keys.c.event_key).where(event_keys.c.event_key.in_(chunk)))
+        )
     return seen
 
 
-def alerts_by_fingerprint(
-    conn: Connection, fingerprints: Sequence[str], lock: bool
-) -> dict[str, AlertState]:
-    """Return the stored alerts for ``fingerprints`` (locked for update on PostgreSQL)."""
-    found: dict[str, AlertState] = {}
+def alert_heads(conn: Connection, fingerprints: Sequence[str], lock: bool) -> dict[str, AlertHead]:
+    """Return the heads of the stored alerts for ``fingerprints`` (locked on PostgreSQL)."""
+    found: dict[str, AlertHead] = {}
     for chunk in _chunks(fingerprints):
-        query = select(alerts).where(alerts.c.fingerprint.in_(chunk))
+        query = select(alerts.c.id, alerts.c.fingerprint, alerts.c.status, alerts.c.occurrence)
+        query = query.where(alerts.c.fingerprint.in_(chunk))
         if lock:
             query = query.with_for_update()
-        for row in conn.execute(query).mappings():
-            found[row["fingerprint"]] = AlertState(**row)
+        for row in conn.execute(query):
+            found[row[1]] = AlertHead(*row)
     return found
 
 
@@ -150,6 +175,8 @@ def write_batch(
 ) -> None:
     """Write every effect of a batch and advance its offsets (inside the caller's transaction)."""
     _write_alerts(conn, correlation)
+    _INSERT_EVENT_KEYS.run(conn, [{"event_key": r.key, "received_at": now}
+                                  for r in correlation.records])
     _INSERT_EVENTS.run(
         conn,
         [
@@ -166,80 +193,87 @@ def write_batch(
                 "topic": r.positioned.topic,
                 "partition": r.positioned.partition,
                 "offset": r.positioned.offset,
-                # Rendering needs the payload of events people hear about; repeats only
-                # count, so their bodies are not kept.
-                "payload": r.positioned.event.to_cloudevent() if r.effect in NOTIFYING else None,
+                "payload": r.positioned.event.to_cloudevent(),
             }
             for r in correlation.records
+            if r.effect is not Effect.REPEAT
         ],
     )
-    if intents:
-        conn.execute(insert(notifications), [_intent_row(i) for i in intents])
-    if rejected:
-        conn.execute(
-            insert(rejections),
-            [
-                {
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "offset": r.offset,
-                    "code": r.code,
-                    "detail": r.detail,
-                    "received_at": now,
-                }
-                for r in rejected
-            ],
-        )
+    _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i) for i in intents])
+    _INSERT_REJECTIONS.run(
+        conn,
+        [
+            {"topic": r.topic, "partition": r.partition, "offset": r.offset, "code": r.code,
+             "detail": r.detail, "received_at": now}
+            for r in rejected
+        ],
+    )
     _advance_offsets(conn, group, topic, next_offsets, stored_offsets, now)
 
 
-def _alert_row(alert: AlertState) -> dict[str, Any]:
-    return {
-        "id": alert.id,
-        "fingerprint": alert.fingerprint,
-        "kind": alert.kind,
-        "status": alert.status,
-        "occurrence": alert.occurrence,
-        "name": alert.name,
-        "severity": alert.severity,
-        "risk": alert.risk,
-        "labels": dict(alert.labels),
-        "summary": alert.summary,
-        "starts_at": alert.starts_at,
-        "ends_at": alert.ends_at,
-        "created_at": alert.created_at,
-        "updated_at": alert.updated_at,
-        "event_count": alert.event_count,
-        "last_event_key": alert.last_event_key,
-    }
+def _write_alerts(conn: Connection, c: Correlation) -> None:
+    _INSERT_ALERTS.run(conn, [
+        {
+            "id": a.id, "fingerprint": a.fingerprint, "kind": a.kind, "status": a.status,
+            "occurrence": a.occurrence, "name": a.name, "severity": a.severity, "risk": a.risk,
+            "labels": dict(a.labels), "summary": a.summary, "starts_at": a.starts_at,
+            "ends_at": a.ends_at, "created_at": a.created_at, "updated_at": a.updated_at,
+            "event_count": a.event_count, "last_event_key": a.last_event_key,
+        }
+        for a in c.inserts.values()
+    ])
+    _REWRITE_ALERTS.run(conn, [
+        {"b_id": alert_id, "b_status": w.status, "b_occurrence": w.occurrence,
+         "b_severity": w.severity, "b_risk": w.risk, "b_summary": w.summary,
+         "b_starts_at": w.starts_at, "b_ends_at": w.ends_at}
+        for alert_id, w in c.rewrites.items()
+    ])
+    _TOUCH_ALERTS.run(conn, [
+        {"b_id": alert_id, "b_count": t.count, "b_updated_at": t.updated_at,
+         "b_last_event_key": t.last_event_key, "b_summary": t.summary}
+        for alert_id, t in c.touches.items()
+    ])
 
 
-_ALERT_UPDATE_COLUMNS = (
-    "status", "occurrence", "severity", "risk", "summary", "starts_at", "ends_at",
-    "updated_at", "event_count", "last_event_key",
+def _types(table: Table, prefix: str = "") -> dict[str, TypeEngine[Any]]:
+    return {f"{prefix}{c.name}": c.type for c in table.columns}
+
+
+_INSERT_EVENT_KEYS = _Bulk(insert(event_keys), _types(event_keys))
+_INSERT_EVENTS = _Bulk(insert(events), _types(events))
+_INSERT_ALERTS = _Bulk(insert(alerts), _types(alerts))
+_INSERT_NOTIFICATIONS = _Bulk(insert(notifications), _types(notifications))
+_INSERT_REJECTIONS = _Bulk(
+    insert(rejections).values(
+        {c: bindparam(c) for c in ("topic", "partition", "offset", "code", "detail", "received_at")}
+    ),
+    _types(rejections),
 )
-
-
-def _write_alerts(conn: Connection, correlation: Correlation) -> None:
-    created = [a for a in correlation.alerts.values() if a.id in correlation.new_alert_ids]
-    changed = [a for a in correlation.alerts.values() if a.id not in correlation.new_alert_ids]
-    if created:
-        conn.execute(insert(alerts), [_alert_row(a) for a in created])
-    _UPDATE_ALERTS.run(
-        conn,
-        [
-            {"b_id": a.id, **{f"b_{col}": getattr(a, col) for col in _ALERT_UPDATE_COLUMNS}}
-            for a in changed
-        ],
-    )
-
-
-_INSERT_EVENTS = _Bulk(insert(events), {c.name: c.type for c in events.columns})
-_UPDATE_ALERTS = _Bulk(
+_REWRITE_ALERTS = _Bulk(
     update(alerts)
     .where(alerts.c.id == bindparam("b_id"))
-    .values({col: bindparam(f"b_{col}") for col in _ALERT_UPDATE_COLUMNS}),
-    {f"b_{col}": alerts.c[col].type for col in _ALERT_UPDATE_COLUMNS},
+    .values(
+        status=bindparam("b_status"),
+        occurrence=bindparam("b_occurrence"),
+        severity=bindparam("b_severity"),
+        risk=bindparam("b_risk"),
+        summary=bindparam("b_summary"),
+        # A resolve that does not say when the alert started keeps the stored start.
+        starts_at=func.coalesce(bindparam("b_starts_at", type_=UTCDateTime()), alerts.c.starts_at),
+        ends_at=bindparam("b_ends_at"),
+    ),
+    _types(alerts, "b_"),
+)
+_TOUCH_ALERTS = _Bulk(
+    update(alerts)
+    .where(alerts.c.id == bindparam("b_id"))
+    .values(
+        event_count=alerts.c.event_count + bindparam("b_count", type_=Integer()),
+        updated_at=bindparam("b_updated_at"),
+        last_event_key=bindparam("b_last_event_key"),
+        summary=func.coalesce(bindparam("b_summary", type_=Text()), alerts.c.summary),
+    ),
+    {**_types(alerts, "b_"), "b_count": Integer()},
 )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from notifier.store.database import Database
-from notifier.store.schema import alerts, events, notifications, rejections
+from notifier.store.schema import alerts, event_keys, notifications, rejections
 
 
 def recent_alerts(db: Database, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -56,10 +56,10 @@ def notification_summary(db: Database) -> list[dict[str, Any]]:
 
 
 def counts(db: Database) -> dict[str, int]:
-    """How many events, alerts, rejections and pending/sent/failed notifications there are."""
+    """How many accepted events, alerts, rejections and pending/sent/failed notifications there are."""
     with db.engine.connect() as conn:
         result = {
-            "events": conn.scalar(select(func.count()).select_from(events)) or 0,
+            "events": conn.scalar(select(func.count()).select_from(event_keys)) or 0,
             "alerts": conn.scalar(select(func.count()).select_from(alerts)) or 0,
             "rejections": conn.scalar(select(func.count()).select_from(rejections)) or 0,
         }

@@ -67,8 +67,18 @@ consumer_offsets = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-# Every accepted event, keyed by a hash of its CloudEvents source + id (the dedup rule).
-# The payload is kept only for events that caused notifications: rendering needs it.
+# The CloudEvents identity (a hash of source + id) of every accepted event: the dedup rule.
+event_keys = Table(
+    "event_keys",
+    metadata,
+    Column("event_key", String(32), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Events that changed something people hear about or see (an alert fired, resolved, a notice,
+# a stale resolve), with their payload: rendering and the timeline need it. Repeats of a
+# firing alert only bump its counters and are not kept one by one.
 events = Table(
     "events",
     metadata,
@@ -84,7 +94,7 @@ events = Table(
     Column("topic", String(255)),
     Column("partition", Integer),
     Column("offset", BigInteger),
-    Column("payload", JSON),
+    Column("payload", JSON, nullable=False),
 )
 Index("ix_events_alert_id", events.c.alert_id)
 

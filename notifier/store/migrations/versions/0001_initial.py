@@ -1,4 +1,4 @@
-"""Initial schema: offsets, events, alerts, notifications, rejections.
+"""Initial schema: offsets, event keys, events, alerts, notifications, rejections.
 
 Revision ID: 0001
 Revises:
@@ -25,6 +25,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("group_id", "topic", "partition", name="pk_consumer_offsets"),
     )
     op.create_table(
+        "event_keys",
+        sa.Column("event_key", sa.String(32), nullable=False),
+        sa.Column("received_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("event_key", name="pk_event_keys"),
+        sqlite_with_rowid=False,
+    )
+    op.create_table(
         "events",
         sa.Column("event_key", sa.String(32), nullable=False),
         sa.Column("source", sa.Text(), nullable=False),
@@ -38,7 +45,7 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(255), nullable=True),
         sa.Column("partition", sa.Integer(), nullable=True),
         sa.Column("offset", sa.BigInteger(), nullable=True),
-        sa.Column("payload", sa.JSON(), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("event_key", name="pk_events"),
     )
     op.create_index("ix_events_alert_id", "events", ["alert_id"])
@@ -125,4 +132,5 @@ def downgrade() -> None:
     op.drop_table("notifications")
     op.drop_table("alerts")
     op.drop_table("events")
+    op.drop_table("event_keys")
     op.drop_table("consumer_offsets")
