@@ -43,8 +43,11 @@ ENGINE_CPU = {1} if (os.cpu_count() or 1) > 1 else {0}
 DRIVER_CPU = {0}
 PARTITIONS = 3
 # NOTIFIER_BENCH_PROFILE=out.prof runs the engine under cProfile (for finding hot spots).
-PROFILE = (["-m", "cProfile", "-o", os.environ["NOTIFIER_BENCH_PROFILE"]]
-           if os.environ.get("NOTIFIER_BENCH_PROFILE") else [])
+PROFILE = (
+    ["-m", "cProfile", "-o", os.environ["NOTIFIER_BENCH_PROFILE"]]
+    if os.environ.get("NOTIFIER_BENCH_PROFILE")
+    else []
+)
 BATCH = int(os.environ.get("BENCH_BATCH", "1000"))
 
 
@@ -54,15 +57,16 @@ def make_events(count: int, tag: str, seed: int) -> list[tuple[bytes, bytes]]:
     base = orjson.loads((ROOT / "config" / "samples" / "alert-firing.json").read_bytes())
     alerts = max(1, count // 20)
     per_alert = count // alerts
-    order = sorted(
-        (rng.random() * 0.5 + k, a, k) for a in range(alerts) for k in range(per_alert)
-    )
+    order = sorted((rng.random() * 0.5 + k, a, k) for a in range(alerts) for k in range(per_alert))
     severities = ["critical", "high", "warning", "warning", "info"]
     records = []
     for i, (_, a, k) in enumerate(order):
         data = dict(base["data"])
-        data["labels"] = {**base["data"]["labels"], "instance": f"node-{tag}-{a}",
-                          "network": "mainnet" if a % 3 else "testnet"}
+        data["labels"] = {
+            **base["data"]["labels"],
+            "instance": f"node-{tag}-{a}",
+            "network": "mainnet" if a % 3 else "testnet",
+        }
         data["severity"] = severities[a % len(severities)]
         data["status"] = "resolved" if k == per_alert - 1 else "firing"
         doc = {**base, "id": f"{tag}-{i}", "data": data}
@@ -73,13 +77,23 @@ def make_events(count: int, tag: str, seed: int) -> list[tuple[bytes, bytes]]:
 
 def write_config(tmp: Path, bootstrap: str, topic: str) -> Path:
     config = {
-        "kafka": {"bootstrap_servers": bootstrap, "topic": topic, "dlq_topic": f"{topic}-dlq",
-                  "group_id": f"bench-{uuid.uuid4().hex[:8]}", "partitions": PARTITIONS,
-                  "max_batch": BATCH, "poll_timeout_ms": 50, "session_timeout_ms": 6000,
-                  "heartbeat_interval_ms": 500, "rebalance_timeout_ms": 3000},
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "topic": topic,
+            "dlq_topic": f"{topic}-dlq",
+            "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+            "partitions": PARTITIONS,
+            "max_batch": BATCH,
+            "poll_timeout_ms": 50,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 500,
+            "rebalance_timeout_ms": 3000,
+        },
         "store": {"url": f"sqlite:///{tmp / 'bench.db'}"},
-        "templates": {"directory": str(ROOT / "templates"),
-                      "locales_directory": str(ROOT / "locales")},
+        "templates": {
+            "directory": str(ROOT / "templates"),
+            "locales_directory": str(ROOT / "locales"),
+        },
         "log": {"level": "WARNING", "format": "json"},
         "routing_file": str(ROOT / "config" / "routing.yaml"),
         "directory_file": str(ROOT / "config" / "directory.yaml"),
@@ -101,7 +115,12 @@ def committed(db: Path) -> dict[int, int]:
 async def raw_consumer_rate(bootstrap: str, topic: str, count: int) -> float:
     """Events/s of a bare aiokafka consumer draining ``topic`` (run in a pinned subprocess)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--raw-consumer", bootstrap, topic, str(count),
+        sys.executable,
+        __file__,
+        "--raw-consumer",
+        bootstrap,
+        topic,
+        str(count),
         stdout=asyncio.subprocess.PIPE,
     )
     os.sched_setaffinity(proc.pid, ENGINE_CPU)
@@ -111,9 +130,14 @@ async def raw_consumer_rate(bootstrap: str, topic: str, count: int) -> float:
 
 async def _raw_consume(bootstrap: str, topic: str, count: int) -> None:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=6000,
-        heartbeat_interval_ms=500, rebalance_timeout_ms=3000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        rebalance_timeout_ms=3000,
     )
     await consumer.start()
     seen = 0
@@ -133,7 +157,9 @@ async def _raw_consume(bootstrap: str, topic: str, count: int) -> None:
     print(f"{rate:.1f}")
 
 
-async def engine_run(bootstrap: str, events: int, rate: int, seconds: int, run: int) -> dict[str, float]:
+async def engine_run(
+    bootstrap: str, events: int, rate: int, seconds: int, run: int
+) -> dict[str, float]:
     topic = f"bench-{run}-{uuid.uuid4().hex[:6]}"
     await ensure_topics(bootstrap, [topic, f"{topic}-dlq"], PARTITIONS)
     records = make_events(events, f"r{run}", seed=run)
@@ -144,9 +170,17 @@ async def engine_run(bootstrap: str, events: int, rate: int, seconds: int, run: 
         tmp = Path(tmpdir)
         config = write_config(tmp, bootstrap, topic)
         db = tmp / "bench.db"
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, *PROFILE, "-m", "notifier", "--config", str(config), "run",
-             "--no-deliver"],
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                *PROFILE,
+                "-m",
+                "notifier",
+                "--config",
+                str(config),
+                "run",
+                "--no-deliver",
+            ],
             cwd=ROOT,
         )
         os.sched_setaffinity(proc.pid, ENGINE_CPU)
@@ -183,10 +217,12 @@ async def engine_run(bootstrap: str, events: int, rate: int, seconds: int, run: 
         "latency_max_ms": lat[-1] * 1000,
         "latency_samples": len(lat),
     }
-    print(f"run {run}: {throughput:,.0f} events/s (raw aiokafka {ceiling:,.0f}/s, "
-          f"{result['ratio']:.0%}); {alerts} alerts, {notes} notifications; latency at "
-          f"{rate}/s p50 {result['latency_p50_ms']:.0f} ms, p99 {result['latency_p99_ms']:.0f} ms",
-          flush=True)
+    print(
+        f"run {run}: {throughput:,.0f} events/s (raw aiokafka {ceiling:,.0f}/s, "
+        f"{result['ratio']:.0%}); {alerts} alerts, {notes} notifications; latency at "
+        f"{rate}/s p50 {result['latency_p50_ms']:.0f} ms, p99 {result['latency_p99_ms']:.0f} ms",
+        flush=True,
+    )
     return result
 
 
@@ -229,8 +265,9 @@ async def measure_latency(
     return latencies
 
 
-def _collect(db: Path, sent: dict[tuple[int, int], float], done: dict[int, int],
-             latencies: list[float]) -> None:
+def _collect(
+    db: Path, sent: dict[tuple[int, int], float], done: dict[int, int], latencies: list[float]
+) -> None:
     now = time.perf_counter()
     for partition, next_offset in committed(db).items():
         if next_offset > done.get(partition, 0):
@@ -255,18 +292,24 @@ def main() -> None:
     with EmbeddedBroker() as broker:
         assert broker._proc is not None
         os.sched_setaffinity(broker._proc.pid, DRIVER_CPU)
-        print(f"broker {broker.bootstrap_servers}; engine pinned to CPU {sorted(ENGINE_CPU)}; "
-              f"{args.events:,} events x {args.runs} runs", flush=True)
+        print(
+            f"broker {broker.bootstrap_servers}; engine pinned to CPU {sorted(ENGINE_CPU)}; "
+            f"{args.events:,} events x {args.runs} runs",
+            flush=True,
+        )
         results = [
-            asyncio.run(engine_run(broker.bootstrap_servers, args.events, args.rate,
-                                   args.seconds, run))
+            asyncio.run(
+                engine_run(broker.bootstrap_servers, args.events, args.rate, args.seconds, run)
+            )
             for run in range(1, args.runs + 1)
         ]
     medians = {k: statistics.median(r[k] for r in results) for k in results[0]}
-    print(f"\nmedian of {len(results)} runs: {medians['throughput_eps']:,.0f} events/s persisted "
-          f"(raw aiokafka consumer {medians['raw_consumer_eps']:,.0f}/s, ratio "
-          f"{medians['ratio']:.0%}); latency at {args.rate}/s: p50 "
-          f"{medians['latency_p50_ms']:.0f} ms, p99 {medians['latency_p99_ms']:.0f} ms")
+    print(
+        f"\nmedian of {len(results)} runs: {medians['throughput_eps']:,.0f} events/s persisted "
+        f"(raw aiokafka consumer {medians['raw_consumer_eps']:,.0f}/s, ratio "
+        f"{medians['ratio']:.0%}); latency at {args.rate}/s: p50 "
+        f"{medians['latency_p50_ms']:.0f} ms, p99 {medians['latency_p99_ms']:.0f} ms"
+    )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "pipeline.json").write_text(json.dumps({"runs": results, "median": medians}, indent=2))

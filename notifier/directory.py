@@ -143,4 +143,3 @@ def read_yaml(path: Path) -> object:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-

@@ -15,10 +15,10 @@ names the offending field, so the record can go to the dead-letter topic with a 
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
@@ -73,11 +73,20 @@ RISK_SEVERITY = {
 
 # Alertmanager's severity label is free text; these are the spellings seen in the wild.
 _SEVERITY_ALIASES = {
-    "critical": Severity.CRITICAL, "page": Severity.CRITICAL, "emergency": Severity.CRITICAL,
-    "high": Severity.HIGH, "error": Severity.HIGH, "major": Severity.HIGH,
-    "warning": Severity.WARNING, "warn": Severity.WARNING, "minor": Severity.WARNING,
-    "medium": Severity.WARNING, "low": Severity.INFO,
-    "info": Severity.INFO, "informational": Severity.INFO, "none": Severity.INFO,
+    "critical": Severity.CRITICAL,
+    "page": Severity.CRITICAL,
+    "emergency": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "error": Severity.HIGH,
+    "major": Severity.HIGH,
+    "warning": Severity.WARNING,
+    "warn": Severity.WARNING,
+    "minor": Severity.WARNING,
+    "medium": Severity.WARNING,
+    "low": Severity.INFO,
+    "info": Severity.INFO,
+    "informational": Severity.INFO,
+    "none": Severity.INFO,
 }
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=1024)]
@@ -282,9 +291,7 @@ def _ce_headers(headers: Iterable[Header]) -> dict[str, str]:
             try:
                 attrs[lname[3:]] = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise RejectedInput(
-                    RejectionCode.SCHEMA, f"header {name} is not UTF-8"
-                ) from None
+                raise RejectedInput(RejectionCode.SCHEMA, f"header {name} is not UTF-8") from None
     return attrs
 
 
@@ -337,9 +344,9 @@ class _AmAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime | None = None  # noqa: N815 - Alertmanager's spelling
-    endsAt: datetime | None = None  # noqa: N815
-    generatorURL: str | None = None  # noqa: N815
+    startsAt: datetime | None = None
+    endsAt: datetime | None = None
+    generatorURL: str | None = None
     fingerprint: str | None = None
 
 
@@ -348,8 +355,8 @@ class _AmPayload(BaseModel):
 
     version: Literal["4"]
     alerts: list[_AmAlert] = Field(max_length=10_000)
-    externalURL: str | None = None  # noqa: N815
-    groupKey: str | None = None  # noqa: N815
+    externalURL: str | None = None
+    groupKey: str | None = None
 
 
 # Alertmanager sends this for "no end time".

@@ -37,9 +37,7 @@ _DETAIL_LIMIT = 2000
 _RETRY_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
-def dead_letter_headers(
-    refused: Refused, group: str, rejected_at: str
-) -> list[tuple[str, bytes]]:
+def dead_letter_headers(refused: Refused, group: str, rejected_at: str) -> list[tuple[str, bytes]]:
     """The headers of a dead-letter record: the original ones plus why and where from."""
     r = refused.record
     return [
@@ -143,8 +141,11 @@ class Ingestor:
         for tp in partitions:
             if tp.topic == self._settings.topic and tp.partition in stored:
                 self._consumer.seek(tp, stored[tp.partition])
-        log.info("ingest.assigned", partitions=sorted(tp.partition for tp in partitions),
-                 resumed=len([tp for tp in partitions if tp.partition in stored]))
+        log.info(
+            "ingest.assigned",
+            partitions=sorted(tp.partition for tp in partitions),
+            resumed=len([tp for tp in partitions if tp.partition in stored]),
+        )
 
     def _load_offsets(self) -> dict[int, int]:
         with self._db.transaction() as conn:
@@ -163,8 +164,10 @@ class Ingestor:
         while not stop.is_set() or inflight is not None:
             records: list[RawRecord] = []
             if not stop.is_set():
+                # With a batch in flight, take only what is already fetched: its completion
+                # (Kafka commit, waking the dispatcher) must not wait for new records.
                 fetched = await self._consumer.getmany(
-                    timeout_ms=self._settings.poll_timeout_ms,
+                    timeout_ms=0 if inflight is not None else self._settings.poll_timeout_ms,
                     max_records=self._settings.max_batch,
                 )
                 records = [_raw(m) for msgs in fetched.values() for m in msgs]
@@ -207,9 +210,14 @@ class Ingestor:
             return False
         for name in self.totals:
             self.totals[name] += getattr(outcome, name)
-        log.info("ingest.batch", records=len(batch.records), accepted=outcome.accepted,
-                 duplicates=outcome.duplicates, rejected=outcome.rejected,
-                 notifications=outcome.notifications)
+        log.info(
+            "ingest.batch",
+            records=len(batch.records),
+            accepted=outcome.accepted,
+            duplicates=outcome.duplicates,
+            rejected=outcome.rejected,
+            notifications=outcome.notifications,
+        )
         self._on_batch(outcome)
         await self._commit_to_kafka(batch.records)
         return True
@@ -218,8 +226,9 @@ class Ingestor:
         self, exc: Exception, failures: int, records: Sequence[RawRecord]
     ) -> None:
         delay = _RETRY_BACKOFF_SECONDS[min(failures, len(_RETRY_BACKOFF_SECONDS)) - 1]
-        log.error("ingest.batch_failed", error_type=type(exc).__name__, error=str(exc),
-                  retry_in=delay)
+        log.error(
+            "ingest.batch_failed", error_type=type(exc).__name__, error=str(exc), retry_in=delay
+        )
         self._rewind(records)
         await self._clock.sleep(delay)
 
@@ -244,8 +253,13 @@ class Ingestor:
         ]
         await asyncio.gather(*sends)
         for r in refused:
-            log.warning("ingest.rejected", topic=r.record.topic, partition=r.record.partition,
-                        offset=r.record.offset, reason=r.error.code.value)
+            log.warning(
+                "ingest.rejected",
+                topic=r.record.topic,
+                partition=r.record.partition,
+                offset=r.record.offset,
+                reason=r.error.code.value,
+            )
 
     def _rewind(self, records: Sequence[RawRecord]) -> None:
         assert self._consumer is not None

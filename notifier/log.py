@@ -16,9 +16,7 @@ from notifier.settings import LogSettings
 
 def configure(settings: LogSettings) -> None:
     """Configure structlog and the standard library's logging once, at start."""
-    console = settings.format == "console" or (
-        settings.format == "auto" and sys.stderr.isatty()
-    )
+    console = settings.format == "console" or (settings.format == "auto" and sys.stderr.isatty())
     level = logging.getLevelName(settings.level)
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

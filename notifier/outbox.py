@@ -82,10 +82,15 @@ class Dispatcher:
                 if isinstance(result, Exception):
                     # A bug, not a channel failure: say so, and treat it like a transient
                     # error so it is retried a bounded number of times, then marked failed.
-                    log.error("outbox.dispatch_crashed", notification_id=n.id,
-                              error_type=type(result).__name__, error=str(result))
-                    await self._after_failure(n, DeliveryError(
-                        f"internal error: {type(result).__name__}: {result}"))
+                    log.error(
+                        "outbox.dispatch_crashed",
+                        notification_id=n.id,
+                        error_type=type(result).__name__,
+                        error=str(result),
+                    )
+                    await self._after_failure(
+                        n, DeliveryError(f"internal error: {type(result).__name__}: {result}")
+                    )
         return len(claimed)
 
     def _claim(self, now: datetime) -> list[rows.PendingNotification]:
@@ -141,15 +146,26 @@ class Dispatcher:
             except DeliveryError as exc:
                 await self._after_failure(n, exc)
                 return
-        await asyncio.to_thread(self._mark_sent, n.id, provider_id, message.rendered.language,
-                                message.rendered.template_hash)
+        await asyncio.to_thread(
+            self._mark_sent,
+            n.id,
+            provider_id,
+            message.rendered.language,
+            message.rendered.template_hash,
+        )
         self.sent += 1
         bound.info("outbox.sent", language=message.rendered.language, template=n.template)
 
     def _mark_sent(self, nid: str, provider_id: str, language: str, template_hash: str) -> None:
         with self._db.transaction() as conn:
-            rows.mark_sent(conn, nid, self._clock.now(), provider_id=provider_id,
-                           language=language, template_hash=template_hash)
+            rows.mark_sent(
+                conn,
+                nid,
+                self._clock.now(),
+                provider_id=provider_id,
+                language=language,
+                template_hash=template_hash,
+            )
 
     async def _after_failure(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
         if exc.retriable and n.dispatches < self._settings.max_dispatches:
@@ -171,10 +187,17 @@ class Dispatcher:
                 rows.reschedule(conn, n.id, at, reason=exc.reason.value, error=str(exc))
 
         await asyncio.to_thread(write)
-        log.warning("outbox.rescheduled", notification_id=n.id, reason=exc.reason.value,
-                    dispatches=n.dispatches, delay=round(delay, 3))
+        log.warning(
+            "outbox.rescheduled",
+            notification_id=n.id,
+            reason=exc.reason.value,
+            dispatches=n.dispatches,
+            delay=round(delay, 3),
+        )
 
-    async def _record_failure(self, n: rows.PendingNotification, reason: Reason, error: str) -> None:
+    async def _record_failure(
+        self, n: rows.PendingNotification, reason: Reason, error: str
+    ) -> None:
         def write() -> None:
             with self._db.transaction() as conn:
                 rows.mark_failed(conn, n.id, self._clock.now(), reason=reason.value, error=error)

@@ -116,7 +116,9 @@ class BatchProcessor:
         starts: dict[int, int] = {}
         nexts: dict[int, int] = {}
         for record in records:
-            starts[record.partition] = min(starts.get(record.partition, record.offset), record.offset)
+            starts[record.partition] = min(
+                starts.get(record.partition, record.offset), record.offset
+            )
             nexts[record.partition] = max(nexts.get(record.partition, 0), record.offset + 1)
         now = self._clock.now()
         lock = not self._db.is_sqlite
@@ -134,8 +136,13 @@ class BatchProcessor:
                     correlation=correlation,
                     intents=intents,
                     rejected=[
-                        Rejection(r.record.topic, r.record.partition, r.record.offset,
-                                  r.error.code.value, r.error.detail)
+                        Rejection(
+                            r.record.topic,
+                            r.record.partition,
+                            r.record.offset,
+                            r.error.code.value,
+                            r.error.detail,
+                        )
                         for r in decoded.refused
                     ],
                     group=self._group,

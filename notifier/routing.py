@@ -67,9 +67,7 @@ class LabelMatcher:
         """Parse ``name<op>"value"``; ValueError says what is wrong with the text."""
         m = _MATCHER.match(text)
         if m is None:
-            raise ValueError(
-                f"bad label matcher {text!r}: expected name=\"value\", !=, =~ or !~"
-            )
+            raise ValueError(f'bad label matcher {text!r}: expected name="value", !=, =~ or !~')
         name, op, quoted, bare = m.groups()
         value = _unescape(quoted) if quoted is not None else bare
         pattern = None
@@ -253,7 +251,9 @@ class Router:
         stopped = False
         for rule in self._config.rules:
             if stopped:
-                verdicts.append(RuleVerdict(rule, False, "not evaluated (an earlier rule matched)", False))
+                verdicts.append(
+                    RuleVerdict(rule, False, "not evaluated (an earlier rule matched)", False)
+                )
                 continue
             why = rule.match.mismatch(event)
             verdicts.append(RuleVerdict(rule, why is None, why or "matched", True))
@@ -300,7 +300,7 @@ class Router:
             for person in self._directory.with_role(role):
                 seen.setdefault(person.id, person)
         for person_id in tier.people:
-            person = self._directory.get(person_id)
-            if person is not None:
-                seen.setdefault(person.id, person)
+            named = self._directory.get(person_id)
+            if named is not None:
+                seen.setdefault(named.id, named)
         return list(seen.values())

@@ -46,7 +46,7 @@ class KafkaSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """The database: SQLite by default, PostgreSQL (``postgresql+psycopg://``) for several instances."""
+    """The database: SQLite by default; PostgreSQL (``postgresql+psycopg://...``) to scale."""
 
     url: str = "sqlite:///var/notifier.db"
 
@@ -151,7 +151,9 @@ def load_settings(explicit: Path | None = None, **overrides: object) -> Settings
     """Load and validate settings; raise ConfigError naming the file and the bad field."""
     path = config_path(explicit)
     if path is not None and not path.is_file():
-        raise ConfigError(f"configuration file {path} does not exist (set --config or NOTIFIER_CONFIG)")
+        raise ConfigError(
+            f"configuration file {path} does not exist (set --config or NOTIFIER_CONFIG)"
+        )
     token = _yaml_path.set(path)
     try:
         config_dir = path.parent if path is not None else Path.cwd()

@@ -67,7 +67,9 @@ def postgres_admin() -> str:
     problem = _postgres_available()
     if problem is not None:
         if os.environ.get("NOTIFIER_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL required (NOTIFIER_REQUIRE_POSTGRES) but unreachable: {problem}")
+            pytest.fail(
+                f"PostgreSQL required (NOTIFIER_REQUIRE_POSTGRES) but unreachable: {problem}"
+            )
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {problem}")
     return PG_ADMIN_DSN
 

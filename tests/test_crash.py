@@ -28,26 +28,50 @@ CONCURRENCY = 4
 
 def _write_config(tmp: Path, broker: EmbeddedBroker, catcher: MailCatcher) -> Path:
     suffix = uuid.uuid4().hex[:8]
-    (tmp / "directory.yaml").write_text(yaml.safe_dump({"people": [
-        {"id": "oncall", "name": "On Call", "roles": ["oncall"], "locale": "de_CH",
-         "timezone": "Europe/Zurich",
-         "contacts": [{"channel": "email", "address": "oncall@example.net"}]},
-    ]}))
-    (tmp / "routing.yaml").write_text(yaml.safe_dump({
-        "tiers": {"oncall": {"roles": ["oncall"], "clearance": "confidential"}},
-        "rules": [{"name": "all", "tiers": ["oncall"], "template": "alert"}],
-    }))
+    (tmp / "directory.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "people": [
+                    {
+                        "id": "oncall",
+                        "name": "On Call",
+                        "roles": ["oncall"],
+                        "locale": "de_CH",
+                        "timezone": "Europe/Zurich",
+                        "contacts": [{"channel": "email", "address": "oncall@example.net"}],
+                    },
+                ]
+            }
+        )
+    )
+    (tmp / "routing.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "tiers": {"oncall": {"roles": ["oncall"], "clearance": "confidential"}},
+                "rules": [{"name": "all", "tiers": ["oncall"], "template": "alert"}],
+            }
+        )
+    )
     config = {
-        "kafka": {"bootstrap_servers": broker.bootstrap_servers, "topic": f"crash-{suffix}",
-                  "dlq_topic": f"crash-dlq-{suffix}", "group_id": f"crash-{suffix}",
-                  "partitions": 2, "max_batch": 40, "poll_timeout_ms": 100,
-                  "session_timeout_ms": 2000, "heartbeat_interval_ms": 300,
-                  "rebalance_timeout_ms": 2000},
+        "kafka": {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "topic": f"crash-{suffix}",
+            "dlq_topic": f"crash-dlq-{suffix}",
+            "group_id": f"crash-{suffix}",
+            "partitions": 2,
+            "max_batch": 40,
+            "poll_timeout_ms": 100,
+            "session_timeout_ms": 2000,
+            "heartbeat_interval_ms": 300,
+            "rebalance_timeout_ms": 2000,
+        },
         "store": {"url": f"sqlite:///{tmp / 'notifier.db'}"},
         "smtp": {"host": catcher.host, "port": catcher.port, "starttls": False},
         "delivery": {"concurrency": CONCURRENCY, "lease_seconds": 3, "batch_size": 20},
-        "templates": {"directory": str(ROOT / "templates"),
-                      "locales_directory": str(ROOT / "locales")},
+        "templates": {
+            "directory": str(ROOT / "templates"),
+            "locales_directory": str(ROOT / "locales"),
+        },
         "log": {"level": "WARNING", "format": "json"},
     }
     path = tmp / "notifier.yaml"
@@ -77,8 +101,14 @@ def _count(db: Path, sql: str) -> int:
 
 async def _start(config: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "notifier", "--config", str(config), "run",
-        cwd=ROOT, env={**os.environ, "NOTIFIER_CONFIG": str(config)},
+        sys.executable,
+        "-m",
+        "notifier",
+        "--config",
+        str(config),
+        "run",
+        cwd=ROOT,
+        env={**os.environ, "NOTIFIER_CONFIG": str(config)},
     )
 
 

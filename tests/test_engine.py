@@ -31,7 +31,9 @@ SAMPLES = ROOT / "config" / "samples"
 CONFIDENTIAL_TEXT = "Fork-choice weight underflow"
 
 
-def make_settings(broker: EmbeddedBroker, smtp: SmtpSettings, tmp_path: Path, **kafka: object) -> Settings:
+def make_settings(
+    broker: EmbeddedBroker, smtp: SmtpSettings, tmp_path: Path, **kafka: object
+) -> Settings:
     """Settings for one test: its own topics and group, a SQLite file, the repo's config."""
     suffix = uuid.uuid4().hex[:8]
     return Settings(
@@ -49,7 +51,9 @@ def make_settings(broker: EmbeddedBroker, smtp: SmtpSettings, tmp_path: Path, **
         ),
         smtp=smtp,
         store=StoreSettings(url=f"sqlite:///{tmp_path / 'notifier.db'}"),
-        templates=TemplateSettings(directory=ROOT / "templates", locales_directory=ROOT / "locales"),
+        templates=TemplateSettings(
+            directory=ROOT / "templates", locales_directory=ROOT / "locales"
+        ),
         config_dir=ROOT / "config",
     )
 
@@ -118,10 +122,15 @@ async def test_emergency_upgrade_reaches_every_tier_in_its_language(
     captured = await mailcatcher.wait_for(9, timeout=30)
     mails = _by_address([c.message for c in captured])
     assert set(mails) == {
-        "ana.costa@ops.example.net", "jonas.weber@ops.example.net", "priya.raman@ops.example.net",
-        "mei.lin@ops.example.net", "lukas.meier@ops.example.net",
-        "noc@andes-staking.example.org", "ops@nordlicht-nodes.example.org",
-        "s.navarro@supervisor.example.gov", "advisories@lists.example.net",
+        "ana.costa@ops.example.net",
+        "jonas.weber@ops.example.net",
+        "priya.raman@ops.example.net",
+        "mei.lin@ops.example.net",
+        "lukas.meier@ops.example.net",
+        "noc@andes-staking.example.org",
+        "ops@nordlicht-nodes.example.org",
+        "s.navarro@supervisor.example.gov",
+        "advisories@lists.example.net",
     }
     languages = {addr: m["Content-Language"] for addr, m in mails.items()}
     assert languages["lukas.meier@ops.example.net"] == "de"  # de_CH falls back to de
@@ -129,10 +138,18 @@ async def test_emergency_upgrade_reaches_every_tier_in_its_language(
     assert languages["mei.lin@ops.example.net"] == "en"
     assert "Notfall-Upgrade" in mails["jonas.weber@ops.example.net"]["Subject"]
     assert "emergencia" in mails["ana.costa@ops.example.net"]["Subject"]
-    insiders = ["ana.costa@ops.example.net", "jonas.weber@ops.example.net",
-                "mei.lin@ops.example.net", "lukas.meier@ops.example.net"]
-    outsiders = ["noc@andes-staking.example.org", "ops@nordlicht-nodes.example.org",
-                 "s.navarro@supervisor.example.gov", "advisories@lists.example.net"]
+    insiders = [
+        "ana.costa@ops.example.net",
+        "jonas.weber@ops.example.net",
+        "mei.lin@ops.example.net",
+        "lukas.meier@ops.example.net",
+    ]
+    outsiders = [
+        "noc@andes-staking.example.org",
+        "ops@nordlicht-nodes.example.org",
+        "s.navarro@supervisor.example.gov",
+        "advisories@lists.example.net",
+    ]
     for addr in insiders:
         assert CONFIDENTIAL_TEXT in _text(mails[addr]), addr
     for addr in outsiders:
@@ -165,7 +182,9 @@ async def test_repeats_and_duplicates_page_nobody_again(
     captured = await mailcatcher.wait_for(14, timeout=30)
     resolved = [c.message for c in captured[7:]]
     assert len(resolved) == 7
-    assert {m["Message-ID"] for m in resolved}.isdisjoint({c.message["Message-ID"] for c in captured[:7]})
+    assert {m["Message-ID"] for m in resolved}.isdisjoint(
+        {c.message["Message-ID"] for c in captured[:7]}
+    )
     await wait_until(lambda: counts(running.engine.db)["notifications_sent"] == 14)
     c = counts(running.engine.db)
     assert (c["alerts"], c["events"]) == (1, 3)
@@ -173,22 +192,59 @@ async def test_repeats_and_duplicates_page_nobody_again(
 
 BAD_INPUTS: dict[str, tuple[bytes, list[tuple[str, bytes]]]] = {
     "not_json": (b"{oops", []),
-    "schema": (orjson.dumps({"specversion": "1.0", "id": "1", "source": "s",
-                             "type": "notifier.alert.v1",
-                             "data": {"status": "firing", "alertname": "X"}}), []),
-    "unknown_type": (orjson.dumps({"specversion": "1.0", "id": "2", "source": "s",
-                                   "type": "com.example.other", "data": {}}), []),
+    "schema": (
+        orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "1",
+                "source": "s",
+                "type": "notifier.alert.v1",
+                "data": {"status": "firing", "alertname": "X"},
+            }
+        ),
+        [],
+    ),
+    "unknown_type": (
+        orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": "2",
+                "source": "s",
+                "type": "com.example.other",
+                "data": {},
+            }
+        ),
+        [],
+    ),
     "oversized": (b'{"pad": "' + b"x" * 5000 + b'"}', []),
-    "unsupported_spec": (orjson.dumps({"specversion": "0.3", "id": "3", "source": "s",
-                                       "type": "notifier.alert.v1", "data": {}}), []),
-    "binary-schema": (orjson.dumps({"status": "firing"}),
-                      [("ce_specversion", b"1.0"), ("ce_id", b"4"), ("ce_source", b"s"),
-                       ("ce_type", b"notifier.alert.v1")]),
+    "unsupported_spec": (
+        orjson.dumps(
+            {
+                "specversion": "0.3",
+                "id": "3",
+                "source": "s",
+                "type": "notifier.alert.v1",
+                "data": {},
+            }
+        ),
+        [],
+    ),
+    "binary-schema": (
+        orjson.dumps({"status": "firing"}),
+        [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"4"),
+            ("ce_source", b"s"),
+            ("ce_type", b"notifier.alert.v1"),
+        ],
+    ),
 }
 
 
 async def test_bad_input_goes_to_the_dead_letter_topic_with_reasons(
-    broker: EmbeddedBroker, smtp_settings: SmtpSettings, tmp_path: Path,
+    broker: EmbeddedBroker,
+    smtp_settings: SmtpSettings,
+    tmp_path: Path,
     mailcatcher: MailCatcher,
 ) -> None:
     """Each malformed record lands on the DLQ, original bytes and reason headers; work goes on."""
@@ -199,8 +255,12 @@ async def test_bad_input_goes_to_the_dead_letter_topic_with_reasons(
     await producer.start()
     try:
         for name, (value, headers) in BAD_INPUTS.items():
-            await producer.send_and_wait(k.topic, value, key=b"bad", headers=[*headers, ("case", name.encode())])
-        await producer.send_and_wait(k.topic, (SAMPLES / "alert-firing.json").read_bytes(), key=b"bad")
+            await producer.send_and_wait(
+                k.topic, value, key=b"bad", headers=[*headers, ("case", name.encode())]
+            )
+        await producer.send_and_wait(
+            k.topic, (SAMPLES / "alert-firing.json").read_bytes(), key=b"bad"
+        )
     finally:
         await producer.stop()
 
@@ -209,10 +269,15 @@ async def test_bad_input_goes_to_the_dead_letter_topic_with_reasons(
         await wait_until(lambda: r.consumed() == len(BAD_INPUTS) + 1)
         assert counts(r.engine.db)["rejections"] == len(BAD_INPUTS)
 
-    consumer = AIOKafkaConsumer(k.dlq_topic, bootstrap_servers=k.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=f"dlq-{uuid.uuid4().hex}",
-                                session_timeout_ms=2000, heartbeat_interval_ms=300,
-                                rebalance_timeout_ms=2000)
+    consumer = AIOKafkaConsumer(
+        k.dlq_topic,
+        bootstrap_servers=k.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=f"dlq-{uuid.uuid4().hex}",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+        rebalance_timeout_ms=2000,
+    )
     await consumer.start()
     try:
         dead = []
@@ -239,7 +304,9 @@ async def test_bad_input_goes_to_the_dead_letter_topic_with_reasons(
 
 
 async def test_restart_resumes_from_stored_offsets(
-    broker: EmbeddedBroker, smtp_settings: SmtpSettings, tmp_path: Path,
+    broker: EmbeddedBroker,
+    smtp_settings: SmtpSettings,
+    tmp_path: Path,
     mailcatcher: MailCatcher,
 ) -> None:
     """A restarted engine continues after the last stored batch: nothing is consumed twice."""

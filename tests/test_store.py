@@ -39,8 +39,9 @@ def _router() -> Router:
 
 
 def _processor(db: Database, clock: _Clock | None = None) -> BatchProcessor:
-    return BatchProcessor(db, _router(), clock or _Clock(T0), group="g", topic="events",
-                          max_event_bytes=1 << 20)
+    return BatchProcessor(
+        db, _router(), clock or _Clock(T0), group="g", topic="events", max_event_bytes=1 << 20
+    )
 
 
 def _records(start: int, values: list[bytes], partition: int = 0) -> list[RawRecord]:
@@ -127,11 +128,13 @@ def test_claimed_notifications_are_leased_until_the_lease_runs_out(db: Database)
     with db.transaction() as conn:
         first = rows.claim_due(conn, T0, 100, 30, skip_locked=not db.is_sqlite)
     with db.transaction() as conn:
-        second = rows.claim_due(conn, T0 + timedelta(seconds=10), 100, 30,
-                                skip_locked=not db.is_sqlite)
+        second = rows.claim_due(
+            conn, T0 + timedelta(seconds=10), 100, 30, skip_locked=not db.is_sqlite
+        )
     with db.transaction() as conn:
-        third = rows.claim_due(conn, T0 + timedelta(seconds=31), 100, 30,
-                               skip_locked=not db.is_sqlite)
+        third = rows.claim_due(
+            conn, T0 + timedelta(seconds=31), 100, 30, skip_locked=not db.is_sqlite
+        )
     assert len(first) == 7 and second == [] and len(third) == 7
     assert {n.dispatches for n in third} == {2}
     assert first[0].payload["type"] == "notifier.alert.v1"
@@ -142,10 +145,12 @@ def test_sent_rows_leave_the_outbox_and_rescheduled_rows_wait(db: Database) -> N
     _seed_notifications(db)
     with db.transaction() as conn:
         claimed = rows.claim_due(conn, T0, 2, 30, skip_locked=False)
-        rows.mark_sent(conn, claimed[0].id, T0, provider_id="<x@y>", language="de",
-                       template_hash="h")
-        rows.reschedule(conn, claimed[1].id, T0 + timedelta(minutes=5), reason="server",
-                        error="451")
+        rows.mark_sent(
+            conn, claimed[0].id, T0, provider_id="<x@y>", language="de", template_hash="h"
+        )
+        rows.reschedule(
+            conn, claimed[1].id, T0 + timedelta(minutes=5), reason="server", error="451"
+        )
     with db.engine.connect() as conn:
         assert rows.next_due(conn) == T0
     with db.transaction() as conn:

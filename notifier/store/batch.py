@@ -175,8 +175,9 @@ def write_batch(
 ) -> None:
     """Write every effect of a batch and advance its offsets (inside the caller's transaction)."""
     _write_alerts(conn, correlation)
-    _INSERT_EVENT_KEYS.run(conn, [{"event_key": r.key, "received_at": now}
-                                  for r in correlation.records])
+    _INSERT_EVENT_KEYS.run(
+        conn, [{"event_key": r.key, "received_at": now} for r in correlation.records]
+    )
     _INSERT_EVENTS.run(
         conn,
         [
@@ -203,8 +204,14 @@ def write_batch(
     _INSERT_REJECTIONS.run(
         conn,
         [
-            {"topic": r.topic, "partition": r.partition, "offset": r.offset, "code": r.code,
-             "detail": r.detail, "received_at": now}
+            {
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "code": r.code,
+                "detail": r.detail,
+                "received_at": now,
+            }
             for r in rejected
         ],
     )
@@ -212,27 +219,59 @@ def write_batch(
 
 
 def _write_alerts(conn: Connection, c: Correlation) -> None:
-    _INSERT_ALERTS.run(conn, [
-        {
-            "id": a.id, "fingerprint": a.fingerprint, "kind": a.kind, "status": a.status,
-            "occurrence": a.occurrence, "name": a.name, "severity": a.severity, "risk": a.risk,
-            "labels": dict(a.labels), "summary": a.summary, "starts_at": a.starts_at,
-            "ends_at": a.ends_at, "created_at": a.created_at, "updated_at": a.updated_at,
-            "event_count": a.event_count, "last_event_key": a.last_event_key,
-        }
-        for a in c.inserts.values()
-    ])
-    _REWRITE_ALERTS.run(conn, [
-        {"b_id": alert_id, "b_status": w.status, "b_occurrence": w.occurrence,
-         "b_severity": w.severity, "b_risk": w.risk, "b_summary": w.summary,
-         "b_starts_at": w.starts_at, "b_ends_at": w.ends_at}
-        for alert_id, w in c.rewrites.items()
-    ])
-    _TOUCH_ALERTS.run(conn, [
-        {"b_id": alert_id, "b_count": t.count, "b_updated_at": t.updated_at,
-         "b_last_event_key": t.last_event_key, "b_summary": t.summary}
-        for alert_id, t in c.touches.items()
-    ])
+    _INSERT_ALERTS.run(
+        conn,
+        [
+            {
+                "id": a.id,
+                "fingerprint": a.fingerprint,
+                "kind": a.kind,
+                "status": a.status,
+                "occurrence": a.occurrence,
+                "name": a.name,
+                "severity": a.severity,
+                "risk": a.risk,
+                "labels": dict(a.labels),
+                "summary": a.summary,
+                "starts_at": a.starts_at,
+                "ends_at": a.ends_at,
+                "created_at": a.created_at,
+                "updated_at": a.updated_at,
+                "event_count": a.event_count,
+                "last_event_key": a.last_event_key,
+            }
+            for a in c.inserts.values()
+        ],
+    )
+    _REWRITE_ALERTS.run(
+        conn,
+        [
+            {
+                "b_id": alert_id,
+                "b_status": w.status,
+                "b_occurrence": w.occurrence,
+                "b_severity": w.severity,
+                "b_risk": w.risk,
+                "b_summary": w.summary,
+                "b_starts_at": w.starts_at,
+                "b_ends_at": w.ends_at,
+            }
+            for alert_id, w in c.rewrites.items()
+        ],
+    )
+    _TOUCH_ALERTS.run(
+        conn,
+        [
+            {
+                "b_id": alert_id,
+                "b_count": t.count,
+                "b_updated_at": t.updated_at,
+                "b_last_event_key": t.last_event_key,
+                "b_summary": t.summary,
+            }
+            for alert_id, t in c.touches.items()
+        ],
+    )
 
 
 def _types(table: Table, prefix: str = "") -> dict[str, TypeEngine[Any]]:
@@ -317,8 +356,13 @@ def _advance_offsets(
         conn.execute(
             insert(consumer_offsets),
             [
-                {"group_id": group, "topic": topic, "partition": p,
-                 "next_offset": next_offsets[p], "updated_at": now}
+                {
+                    "group_id": group,
+                    "topic": topic,
+                    "partition": p,
+                    "next_offset": next_offsets[p],
+                    "updated_at": now,
+                }
                 for p in fresh
             ],
         )

@@ -41,8 +41,11 @@ class Database:
             raise ConfigError(f"store.url {url!r} is not a database URL: {exc}") from None
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps,
-                                  "json_deserializer": orjson.loads}
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "json_serializer": _json_dumps,
+            "json_deserializer": orjson.loads,
+        }
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -133,8 +133,14 @@ def mark_failed(
     conn.execute(
         update(notifications)
         .where(notifications.c.id == notification_id)
-        .values(status="failed", error_reason=reason, last_error=error, lease_expires_at=None,
-                sent_at=None, next_attempt_at=now)
+        .values(
+            status="failed",
+            error_reason=reason,
+            last_error=error,
+            lease_expires_at=None,
+            sent_at=None,
+            next_attempt_at=now,
+        )
     )
 
 
@@ -154,8 +160,6 @@ def next_due(conn: Connection) -> datetime | None:
     earliest = func.min(
         func.coalesce(notifications.c.lease_expires_at, notifications.c.next_attempt_at)
     )
-    query = select(type_coerce(earliest, UTCDateTime())).where(
-        notifications.c.status == "pending"
-    )
+    query = select(type_coerce(earliest, UTCDateTime())).where(notifications.c.status == "pending")
     value: datetime | None = conn.execute(query).scalar()
     return value

@@ -10,7 +10,9 @@ from notifier.store.database import Database
 from notifier.store.schema import alerts, event_keys, notifications, rejections
 
 
-def recent_alerts(db: Database, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def recent_alerts(
+    db: Database, *, status: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
     """Alerts, newest first, with how many notifications each produced."""
     counts = (
         select(notifications.c.alert_id, func.count().label("n"))
@@ -48,15 +50,19 @@ def notification_summary(db: Database) -> list[dict[str, Any]]:
             alerts.c.name.label("alert_name"),
         )
         .join(alerts, alerts.c.id == notifications.c.alert_id)
-        .order_by(alerts.c.created_at, alerts.c.name, case({"resolved": 1}, value=notifications.c.kind, else_=0),
-                  notifications.c.recipient_name)
+        .order_by(
+            alerts.c.created_at,
+            alerts.c.name,
+            case({"resolved": 1}, value=notifications.c.kind, else_=0),
+            notifications.c.recipient_name,
+        )
     )
     with db.engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def counts(db: Database) -> dict[str, int]:
-    """How many accepted events, alerts, rejections and pending/sent/failed notifications there are."""
+    """Counts of accepted events, alerts, rejections and notifications by status."""
     with db.engine.connect() as conn:
         result = {
             "events": conn.scalar(select(func.count()).select_from(event_keys)) or 0,
