@@ -184,6 +184,14 @@ async def engine_run(
             cwd=ROOT,
         )
         os.sched_setaffinity(proc.pid, ENGINE_CPU)
+        spy = None
+        if os.environ.get("NOTIFIER_BENCH_PYSPY"):
+            spy = subprocess.Popen(  # noqa: S603
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
+                 "-o", os.environ["NOTIFIER_BENCH_PYSPY"], "-f", "raw", "--nonblocking",
+                 "-r", "200"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
         try:
             first_t = first_n = None
             while True:
@@ -201,6 +209,9 @@ async def engine_run(
             with sqlite3.connect(db) as conn:
                 notes = conn.execute("select count(*) from notifications").fetchone()[0]
                 alerts = conn.execute("select count(*) from alerts").fetchone()[0]
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait()
             latencies = await measure_latency(bootstrap, topic, db, rate, seconds, run)
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -49,7 +49,8 @@ class Effect(StrEnum):
 NOTIFYING = frozenset({Effect.FIRING, Effect.RESOLVED, Effect.NOTICE})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs 4x, and this is made per event.
+@dataclass(slots=True)
 class AlertHead:
     """What correlation needs of a stored alert: identity, status and occurrence."""
 
@@ -109,7 +110,8 @@ class Touch:
     summary: str | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs 4x, and this is made per event.
+@dataclass(slots=True)
 class Positioned:
     """An event and where it was read from (for the event record)."""
 
@@ -119,7 +121,8 @@ class Positioned:
     offset: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs 4x, and this is made per event.
+@dataclass(slots=True)
 class EventRecord:
     """An accepted event and its effect, as stored."""
 
@@ -129,7 +132,8 @@ class EventRecord:
     effect: Effect
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs 4x, and this is made per event.
+@dataclass(slots=True)
 class Transition:
     """A change people must hear about: the alert (after the change) and the event causing it."""
 
