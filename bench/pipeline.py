@@ -186,11 +186,22 @@ async def engine_run(
         os.sched_setaffinity(proc.pid, ENGINE_CPU)
         spy = None
         if os.environ.get("NOTIFIER_BENCH_PYSPY"):
-            spy = subprocess.Popen(  # noqa: S603
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid),
-                 "-o", os.environ["NOTIFIER_BENCH_PYSPY"], "-f", "raw", "--nonblocking",
-                 "-r", "200"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "-o",
+                    os.environ["NOTIFIER_BENCH_PYSPY"],
+                    "-f",
+                    "raw",
+                    "--nonblocking",
+                    "-r",
+                    "200",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         try:
             first_t = first_n = None
