@@ -48,7 +48,7 @@ PROFILE = (
     if os.environ.get("NOTIFIER_BENCH_PROFILE")
     else []
 )
-BATCH = int(os.environ.get("BENCH_BATCH", "1000"))
+BATCH = int(os.environ.get("BENCH_BATCH", "4000"))
 
 
 def make_events(count: int, tag: str, seed: int) -> list[tuple[bytes, bytes]]:

@@ -25,14 +25,13 @@ every other event (:class:`Touch`). Repeats, the bulk of any stream, cost a coun
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from notifier.events import AlertData, Event
+from notifier.events import AlertData, Event, dedup_key
 
 
 class Effect(StrEnum):
@@ -177,9 +176,7 @@ class Correlation:
             touch.summary = summary
 
 
-def event_key(source: str, event_id: str) -> str:
-    """Hash a CloudEvent's source and id into the 32-hex-digit key the store dedupes on."""
-    return hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=16).hexdigest()
+event_key = dedup_key
 
 
 def new_alert_id() -> str:
@@ -199,7 +196,7 @@ def correlate(
     current: dict[str, AlertHead] = dict(known)
     for positioned in batch:
         event = positioned.event
-        key = event_key(event.source, event.id)
+        key = event.dedup_key
         if key in seen:
             result.duplicates += 1
             continue

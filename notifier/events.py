@@ -203,6 +203,11 @@ class Event(BaseModel):
         return (self.source, self.id)
 
     @cached_property
+    def dedup_key(self) -> str:
+        """A 32-hex-digit hash of source + id: the key duplicates are recognised by."""
+        return dedup_key(self.source, self.id)
+
+    @cached_property
     def fingerprint(self) -> str:
         """The correlation key: events with the same fingerprint update one alert."""
         return self.data.derived_fingerprint()
@@ -241,6 +246,11 @@ class Event(BaseModel):
     def to_json(self) -> bytes:
         """Serialize as a structured-mode CloudEvent."""
         return orjson.dumps(self.to_cloudevent())
+
+
+def dedup_key(source: str, event_id: str) -> str:
+    """Hash a CloudEvent's source and id into the 32-hex-digit key the store dedupes on."""
+    return hashlib.blake2b(f"{source}\x00{event_id}".encode(), digest_size=16).hexdigest()
 
 
 def label_fingerprint(name: str, labels: Mapping[str, str]) -> str:

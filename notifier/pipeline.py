@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from notifier.clock import Clock
-from notifier.correlate import Positioned, correlate, event_key
+from notifier.correlate import Positioned, correlate
 from notifier.errors import RejectedInput
 from notifier.events import Header, decode_record
 from notifier.intents import plan
@@ -126,7 +126,7 @@ class BatchProcessor:
         try:
             with self._db.transaction() as conn:
                 stored = fence_offsets(conn, self._group, self._topic, starts, lock)
-                keys = [event_key(p.event.source, p.event.id) for p in decoded.events]
+                keys = [p.event.dedup_key for p in decoded.events]
                 seen = seen_event_keys(conn, keys)
                 fingerprints = list({p.event.fingerprint for p in decoded.events})
                 known = alert_heads(conn, fingerprints, lock)

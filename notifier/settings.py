@@ -37,7 +37,7 @@ class KafkaSettings(BaseModel):
     group_id: str = "notifier"
     client_id: str = "notifier"
     partitions: int = Field(default=3, ge=1, description="partitions when notifier creates topics")
-    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    max_batch: int = Field(default=4000, ge=1, le=100_000)
     poll_timeout_ms: int = Field(default=500, ge=1)
     max_event_bytes: int = Field(default=1_048_576, ge=256)
     session_timeout_ms: int = 10_000

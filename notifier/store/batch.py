@@ -6,7 +6,7 @@ alerts, event records, notifications, rejections **and its consumed offsets** co
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,7 +79,9 @@ class _Bulk:
             for name, type_ in self._types.items():
                 proc = type_.bind_processor(dialect)
                 if proc is not None:
-                    processors[name] = proc
+                    # Only for datetimes: identity says nothing about a mutable value.
+                    memo = isinstance(type_, UTCDateTime)
+                    processors[name] = _remember_last(proc) if memo else proc
             positional = bool(compiled.positional and compiled.positiontup)
             names = list(compiled.positiontup or ()) if positional else list(compiled.params)
             cached = (str(compiled), names, positional, processors)
@@ -90,11 +92,25 @@ class _Bulk:
             # Columns a row leaves out are NULL, as with a plain INSERT.
             values = [row.get(n) for n in names]
             for i, n in enumerate(names):
-                proc = processors.get(n)
-                if proc is not None and values[i] is not None:
-                    values[i] = proc(values[i])
+                process = processors.get(n)
+                if process is not None and values[i] is not None:
+                    values[i] = process(values[i])
             params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
         conn.exec_driver_sql(sql, params)
+
+
+def _remember_last(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap a bind processor to reuse its last result: a batch stamps one ``now`` on each row."""
+    last_in: Any = None
+    last_out: Any = None
+
+    def process(value: Any) -> Any:
+        nonlocal last_in, last_out
+        if value is not last_in:
+            last_in, last_out = value, proc(value)
+        return last_out
+
+    return process
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
