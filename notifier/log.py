@@ -25,7 +25,7 @@ def configure(settings: LogSettings) -> None:
         structlog.processors.StackInfoRenderer(),
     ]
     if console:
-        processors.append(structlog.dev.ConsoleRenderer())
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     structlog.configure(
