@@ -7,6 +7,8 @@ holds the batch's alerts, event records, notifications, rejections and consumed 
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -160,6 +162,16 @@ class BatchProcessor:
             # holds these effects, so ours must not.
             log.warning("batch.conflict")
             return BatchOutcome(0, 0, 0, 0, stale=True)
+        if log.is_enabled_for(logging.INFO):
+            recipients = Counter(i.transition.event_key for i in intents)
+            for t in correlation.transitions:
+                log.info(
+                    "alert." + t.effect.value,
+                    event_id=t.event.id,
+                    alert_id=t.alert.id,
+                    occurrence=t.alert.occurrence,
+                    recipients=recipients[t.event_key],
+                )
         return BatchOutcome(
             accepted=len(correlation.records),
             duplicates=correlation.duplicates,

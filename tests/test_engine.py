@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -319,3 +320,49 @@ async def test_restart_resumes_from_stored_offsets(
         await mailcatcher.wait_for(14, timeout=30)
         await wait_until(lambda: r.consumed() == 1)
     assert len(mailcatcher.messages) == 14
+
+
+def _warning_events(count: int, tag: str) -> list[tuple[bytes, bytes]]:
+    base = orjson.loads((SAMPLES / "alert-firing.json").read_bytes())
+    base["data"]["severity"] = "warning"  # rule warnings-to-oncall: four responders
+    records = []
+    for i in range(count):
+        base["id"] = f"{tag}-{i}"
+        base["data"]["labels"]["instance"] = f"{tag}-node-{i}"
+        records += records_for(orjson.dumps(base), max_bytes=1 << 20)
+    return records
+
+
+@pytest.mark.postgres
+async def test_two_instances_on_postgresql_share_the_work_exactly_once(
+    broker: EmbeddedBroker,
+    smtp_settings: SmtpSettings,
+    tmp_path: Path,
+    mailcatcher: MailCatcher,
+    postgres_url: str,
+) -> None:
+    """Two engines in one group on one PostgreSQL store: a rebalance mid-stream, no doubles."""
+    settings = make_settings(broker, smtp_settings, tmp_path)
+    settings = settings.model_copy(
+        update={
+            "store": StoreSettings(url=postgres_url),
+            "kafka": settings.kafka.model_copy(update={"partitions": 4, "max_batch": 20}),
+        }
+    )
+    k = settings.kafka
+    per_half = 100
+    async with Running(settings) as first:
+        await publish(k.bootstrap_servers, k.topic, _warning_events(per_half, "a"))
+        async with Running(settings) as second:
+            await publish(k.bootstrap_servers, k.topic, _warning_events(per_half, "b"))
+            await mailcatcher.wait_for(8 * per_half, timeout=90)
+            await wait_until(
+                lambda: counts(first.engine.db)["notifications_sent"] == 8 * per_half, 60
+            )
+            c = counts(first.engine.db)
+            assert (c["events"], c["alerts"]) == (2 * per_half, 2 * per_half)
+            print(f"consumed: first {first.consumed()}, second {second.consumed()}")
+            assert first.consumed() + second.consumed() >= 2 * per_half
+    ids = Counter(m.message["Message-ID"] for m in mailcatcher.messages)
+    assert len(ids) == 8 * per_half
+    assert max(ids.values()) == 1
