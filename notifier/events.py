@@ -1,28 +1,21 @@
-"""Event models and decoding: Kafka record bytes and headers in, validated events out.
+"""Event models: the fixed contract of DESIGN.md as pydantic models, and the keys derived from them.
 
-Accepted inputs (the fixed contract in DESIGN.md):
-
-* CloudEvents 1.0 in structured JSON mode, of type ``notifier.alert.v1`` or
-  ``notifier.policy.changed.v1``;
-* CloudEvents 1.0 in Kafka binary mode: attributes in ``ce_*`` headers, ``data`` as the value;
-* Prometheus Alertmanager webhook payloads (``"version": "4"``), each alert becoming one
-  ``notifier.alert.v1`` event.
-
-Everything else raises :class:`~notifier.errors.RejectedInput` with a code and a detail that
-names the offending field, so the record can go to the dead-letter topic with a reason.
+``notifier.alert.v1`` carries :class:`AlertData`, ``notifier.policy.changed.v1`` carries
+:class:`PolicyData`; :class:`Event` is the validated form every input becomes (see
+:mod:`notifier.decoding` for how bytes get there).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from notifier.errors import RejectedInput, RejectionCode
 
@@ -69,24 +62,6 @@ RISK_SEVERITY = {
     Risk.HIGH: Severity.HIGH,
     Risk.MEDIUM: Severity.WARNING,
     Risk.LOW: Severity.INFO,
-}
-
-# Alertmanager's severity label is free text; these are the spellings seen in the wild.
-_SEVERITY_ALIASES = {
-    "critical": Severity.CRITICAL,
-    "page": Severity.CRITICAL,
-    "emergency": Severity.CRITICAL,
-    "high": Severity.HIGH,
-    "error": Severity.HIGH,
-    "major": Severity.HIGH,
-    "warning": Severity.WARNING,
-    "warn": Severity.WARNING,
-    "minor": Severity.WARNING,
-    "medium": Severity.WARNING,
-    "low": Severity.INFO,
-    "info": Severity.INFO,
-    "informational": Severity.INFO,
-    "none": Severity.INFO,
 }
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=1024)]
@@ -171,21 +146,6 @@ class CloudEvent(BaseModel):
     data: Any = None
 
 
-class _AlertEnvelope(CloudEvent):
-    type: Literal["notifier.alert.v1"]
-    data: AlertData
-
-
-class _PolicyEnvelope(CloudEvent):
-    type: Literal["notifier.policy.changed.v1"]
-    data: PolicyData
-
-
-_ENVELOPES: TypeAdapter[_AlertEnvelope | _PolicyEnvelope] = TypeAdapter(
-    Annotated[_AlertEnvelope | _PolicyEnvelope, Field(discriminator="type")]
-)
-
-
 class Event(BaseModel):
     """A validated event, whatever form it arrived in."""
 
@@ -267,106 +227,8 @@ def label_fingerprint(name: str, labels: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------
-# Decoding
-
-
-def decode_record(
-    value: bytes | None, headers: Sequence[Header] = (), *, max_bytes: int = 1_048_576
-) -> list[Event]:
-    """Decode one Kafka record into events (an Alertmanager payload yields several).
-
-    Raises RejectedInput with a code and a detail naming the offending field.
-    """
-    if value is None or not value.strip():
-        raise RejectedInput(RejectionCode.EMPTY, "record has no value")
-    if len(value) > max_bytes:
-        raise RejectedInput(
-            RejectionCode.OVERSIZED, f"record is {len(value)} bytes, limit is {max_bytes}"
-        )
-    ce_headers = _ce_headers(headers)
-    if not ce_headers and b'"specversion"' in value:
-        # Fast path for the common case: one pass from bytes to models. Anything it refuses
-        # goes through the path below, which says precisely what is wrong.
-        try:
-            envelope = _ENVELOPES.validate_json(value)
-        except ValidationError:
-            pass
-        else:
-            return [
-                Event(
-                    id=envelope.id,
-                    source=envelope.source,
-                    type=envelope.type,
-                    time=envelope.time,
-                    data=envelope.data,
-                )
-            ]
-    try:
-        body = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise RejectedInput(RejectionCode.NOT_JSON, f"value is not JSON: {exc}") from None
-    if ce_headers:
-        return [_binary_mode(ce_headers, body)]
-    if not isinstance(body, dict):
-        raise RejectedInput(RejectionCode.SCHEMA, f"expected a JSON object, got {_kind(body)}")
-    if "specversion" in body:
-        return [_structured_mode(body)]
-    if "alerts" in body and "version" in body:
-        return alertmanager_events(body)
-    raise RejectedInput(
-        RejectionCode.SCHEMA,
-        "neither a CloudEvent (no 'specversion') nor an Alertmanager webhook ('version', 'alerts')",
-    )
-
-
-def _kind(value: object) -> str:
-    return type(value).__name__.replace("dict", "object").replace("list", "array")
-
-
-def _ce_headers(headers: Iterable[Header]) -> dict[str, str]:
-    """Collect binary-mode CloudEvent attributes from ``ce_*`` headers (and content-type)."""
-    attrs: dict[str, str] = {}
-    for name, raw in headers:
-        lname = name.lower()
-        if lname.startswith("ce_"):
-            try:
-                attrs[lname[3:]] = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise RejectedInput(RejectionCode.SCHEMA, f"header {name} is not UTF-8") from None
-    return attrs
-
-
-def _binary_mode(attrs: dict[str, str], data: Any) -> Event:
-    envelope: dict[str, Any] = dict(attrs)
-    envelope["data"] = data
-    return _structured_mode(envelope)
-
-
-def _structured_mode(body: dict[str, Any]) -> Event:
-    if "specversion" in body and body["specversion"] != "1.0":
-        raise RejectedInput(
-            RejectionCode.UNSUPPORTED_SPEC,
-            f"specversion {body['specversion']!r} is not supported (only '1.0')",
-        )
-    envelope = _validate(CloudEvent, body, "")
-    if envelope.type not in EVENT_TYPES:
-        raise RejectedInput(
-            RejectionCode.UNKNOWN_TYPE,
-            f"type {envelope.type!r} is not one of {', '.join(EVENT_TYPES)}",
-        )
-    if envelope.data is None:
-        raise RejectedInput(RejectionCode.SCHEMA, "data: field required")
-    model: type[AlertData] | type[PolicyData] = (
-        AlertData if envelope.type == ALERT_TYPE else PolicyData
-    )
-    data = _validate(model, envelope.data, "data.")
-    return Event(
-        id=envelope.id, source=envelope.source, type=envelope.type, time=envelope.time, data=data
-    )
-
-
-def _validate(model: type[M], payload: Any, prefix: str) -> M:
+def validate_model(model: type[M], payload: Any, prefix: str) -> M:
+    """Validate ``payload``; RejectedInput(schema) names up to five offending fields."""
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -378,78 +240,3 @@ def _validate(model: type[M], payload: Any, prefix: str) -> M:
         if len(errors) > 5:
             parts.append(f"and {len(errors) - 5} more")
         raise RejectedInput(RejectionCode.SCHEMA, "; ".join(parts)) from None
-
-
-class _AmAlert(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime | None = None
-    endsAt: datetime | None = None
-    generatorURL: str | None = None
-    fingerprint: str | None = None
-
-
-class _AmPayload(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    version: Literal["4"]
-    alerts: list[_AmAlert] = Field(max_length=10_000)
-    externalURL: str | None = None
-    groupKey: str | None = None
-
-
-# Alertmanager sends this for "no end time".
-_ZERO_TIME_YEAR = 1
-
-
-def alertmanager_events(body: dict[str, Any]) -> list[Event]:
-    """Turn an Alertmanager webhook payload (version 4) into ``notifier.alert.v1`` events.
-
-    The event id hashes the alert's fingerprint, status and times, so Alertmanager's own retries
-    of the same notification are duplicates and have no effect.
-    """
-    payload = _validate(_AmPayload, body, "")
-    source = f"alertmanager/{payload.externalURL or 'unknown'}"
-    events = []
-    for index, am in enumerate(payload.alerts):
-        labels = dict(am.labels)
-        alertname = labels.pop("alertname", "")
-        if not alertname:
-            raise RejectedInput(RejectionCode.SCHEMA, f"alerts.{index}.labels.alertname: missing")
-        severity = _SEVERITY_ALIASES.get(labels.get("severity", "").lower(), Severity.WARNING)
-        risk = labels.get("risk", "").lower() or None
-        annotations = dict(am.annotations)
-        annotations.setdefault("summary", alertname)
-        ends_at = am.endsAt if am.endsAt and am.endsAt.year > _ZERO_TIME_YEAR else None
-        fingerprint = am.fingerprint or label_fingerprint(alertname, labels)
-        raw: dict[str, Any] = {
-            "status": am.status,
-            "alertname": alertname,
-            "severity": severity,
-            "risk": risk if risk in Risk.__members__.values() else None,
-            "labels": labels,
-            "annotations": annotations,
-            "starts_at": am.startsAt,
-            "ends_at": ends_at,
-            "fingerprint": fingerprint,
-        }
-        if am.generatorURL:
-            raw["generator_url"] = am.generatorURL
-        data = _validate(AlertData, raw, f"alerts.{index}.")
-        digest = hashlib.blake2b(digest_size=12)
-        for part in (fingerprint, am.status, str(am.startsAt), str(ends_at)):
-            digest.update(part.encode())
-            digest.update(b"\x00")
-        events.append(
-            Event(
-                id=f"am-{digest.hexdigest()}",
-                source=source,
-                type=ALERT_TYPE,
-                time=ends_at if am.status == "resolved" else am.startsAt,
-                data=data,
-            )
-        )
-    return events

@@ -17,8 +17,9 @@ from sqlalchemy.exc import IntegrityError
 
 from notifier.clock import Clock
 from notifier.correlate import Positioned, correlate
+from notifier.decoding import decode_record
 from notifier.errors import RejectedInput
-from notifier.events import Header, decode_record
+from notifier.events import Header
 from notifier.intents import plan
 from notifier.routing import Router
 from notifier.store import Database, StaleOffsetsError

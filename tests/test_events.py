@@ -13,6 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from notifier.broker import records_for, split_documents
+from notifier.decoding import decode_record
 from notifier.errors import RejectedInput, RejectionCode
 from notifier.events import (
     ALERT_TYPE,
@@ -23,7 +24,6 @@ from notifier.events import (
     PolicyData,
     Risk,
     Severity,
-    decode_record,
     label_fingerprint,
 )
 

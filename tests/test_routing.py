@@ -10,9 +10,10 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from notifier.decoding import decode_record
 from notifier.directory import Contact, Directory, Person
 from notifier.errors import ConfigError
-from notifier.events import ALERT_TYPE, POLICY_TYPE, Event, decode_record
+from notifier.events import ALERT_TYPE, POLICY_TYPE, Event
 from notifier.routing import Clearance, LabelMatcher, Match, Router, RoutingConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from notifier.decoding import decode_record
 from notifier.errors import ConfigError, TemplateError
-from notifier.events import AlertData, decode_record
+from notifier.events import AlertData
 from notifier.i18n import Catalogs
 from notifier.message import RenderedMessage
 from notifier.settings import TemplateSettings
