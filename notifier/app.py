@@ -55,6 +55,7 @@ def load_configuration(settings: Settings) -> Configuration:
     for rule in routing.rules:
         if rule.template not in available:
             raise ConfigError(
+                f"{settings.resolve(settings.routing_file)}: "
                 f"routing rule {rule.name!r} names template {rule.template!r}, which is not in "
                 f"{settings.templates.directory}/ (available: {', '.join(sorted(available))})"
             )

@@ -291,6 +291,9 @@ def alerts(state: _State, status: str | None, limit: int, as_json: bool) -> None
 
     db = Database(state.settings().store.url)
     try:
+        if "alerts" not in db.tables():
+            click.echo("no alerts (the store is empty: `notifier run` creates it)", err=as_json)
+            return
         rows = recent_alerts(db, status=status, limit=limit)
     finally:
         db.dispose()
@@ -303,5 +306,5 @@ def alerts(state: _State, status: str | None, limit: int, as_json: bool) -> None
                 f"#{row['occurrence']} {row['name']}  ({row['event_count']} events, "
                 f"{row['notifications']} notifications)"
             )
-    if not rows:
+    if not rows and not as_json:
         click.echo("no alerts")

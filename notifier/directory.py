@@ -12,12 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 
 from notifier.errors import ConfigError
-from notifier.settings import format_validation_error
+from notifier.settings import format_validation_error, read_yaml
 
 Identifier = str
 
@@ -132,14 +131,3 @@ class Directory:
     def roles(self) -> set[str]:
         """Return every role someone in the directory holds."""
         return set(self._by_role)
-
-
-def read_yaml(path: Path) -> object:
-    """Parse a YAML file; ConfigError says which file is missing or malformed."""
-    try:
-        with path.open("rb") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None

@@ -291,7 +291,6 @@ def update(
     Returns the paths written. The source language's catalog is filled with msgstr = msgid,
     since the templates' text is already in that language.
     """
-    template = _read_po(pot_path)
     existing = _languages_on_disk(locales_dir) if locales_dir.is_dir() else iter(())
     tags = [lang for lang, messages in existing if (messages / f"{DOMAIN}.po").is_file()]
     tags += [str(parse_locale(language)) for language in languages]
@@ -300,7 +299,9 @@ def update(
         po_path = locales_dir / tag / "LC_MESSAGES" / f"{DOMAIN}.po"
         if po_path.is_file():
             catalog = _read_po(po_path, locale=tag)
-            catalog.update(template, update_header_comment=True)
+            # A fresh POT per language: Babel adds the template's own message objects, so a
+            # shared one would carry the source language's text into the next catalog.
+            catalog.update(_read_po(pot_path), update_header_comment=True)
         else:
             catalog = _read_po(pot_path, locale=tag)
             catalog.revision_date = dt.datetime.now(dt.UTC)

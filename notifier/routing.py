@@ -19,10 +19,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from notifier.directory import ChannelKind, Contact, Directory, Person, read_yaml
+from notifier.directory import ChannelKind, Contact, Directory, Person
 from notifier.errors import ConfigError
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
-from notifier.settings import format_validation_error
+from notifier.settings import format_validation_error, read_yaml
 
 
 class Clearance(StrEnum):

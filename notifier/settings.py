@@ -13,7 +13,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +31,8 @@ _yaml_path: ContextVar[Path | None] = ContextVar("notifier_yaml_path", default=N
 
 class KafkaSettings(BaseModel):
     """Where events come from and where rejected input goes."""
+
+    model_config = ConfigDict(extra="forbid")
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "notifier.events"
@@ -48,11 +51,15 @@ class KafkaSettings(BaseModel):
 class StoreSettings(BaseModel):
     """The database: SQLite by default; PostgreSQL (``postgresql+psycopg://...``) to scale."""
 
+    model_config = ConfigDict(extra="forbid")
+
     url: str = "sqlite:///var/notifier.db"
 
 
 class SmtpSettings(BaseModel):
     """The SMTP relay email is handed to."""
+
+    model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = 8025
@@ -71,6 +78,8 @@ class SmtpSettings(BaseModel):
 class DeliverySettings(BaseModel):
     """How the outbox is drained."""
 
+    model_config = ConfigDict(extra="forbid")
+
     concurrency: int = Field(default=8, ge=1, le=256)
     batch_size: int = Field(default=100, ge=1)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
@@ -85,6 +94,8 @@ class DeliverySettings(BaseModel):
 class TemplateSettings(BaseModel):
     """Where templates and translation catalogs live and how much they may render."""
 
+    model_config = ConfigDict(extra="forbid")
+
     directory: Path = Path("templates")
     locales_directory: Path = Path("locales")
     default_locale: str = "en"
@@ -94,6 +105,8 @@ class TemplateSettings(BaseModel):
 
 class LogSettings(BaseModel):
     """Logging: JSON lines, or readable console output on a terminal."""
+
+    model_config = ConfigDict(extra="forbid")
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -160,8 +173,29 @@ def load_settings(explicit: Path | None = None, **overrides: object) -> Settings
         return Settings(config_dir=config_dir, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError(f"{path or 'settings'}: {format_validation_error(exc)}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path or Path("settings"), exc)) from None
     finally:
         _yaml_path.reset(token)
+
+
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line saying where a YAML file is malformed and how."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{path}: not valid YAML{where}: {problem}"
+
+
+def read_yaml(path: Path) -> object:
+    """Parse a YAML file; ConfigError says which file is missing or malformed."""
+    try:
+        with path.open("rb") as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path, exc)) from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
