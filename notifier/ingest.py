@@ -232,13 +232,6 @@ class Ingestor:
         self._rewind(records)
         await self._clock.sleep(delay)
 
-    async def handle(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        """Decode, dead-letter refusals and apply one batch, without overlap (for tools)."""
-        decoded = self._processor.decode(records)
-        if decoded.refused:
-            await self._dead_letter(decoded.refused)
-        return await asyncio.to_thread(self._processor.apply, records, decoded)
-
     async def _dead_letter(self, refused: Sequence[Refused]) -> None:
         assert self._producer is not None
         rejected_at = self._clock.now().isoformat()
