@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from notifier.broker import EmbeddedBroker
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import SmtpSettings
+from notifier.store import Database
 
 
 @pytest.fixture
@@ -33,14 +38,6 @@ def smtp_settings(mailcatcher: MailCatcher) -> SmtpSettings:
 
 # --- broker, store and configuration fixtures ------------------------------------------------
 
-import os  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
-import psycopg  # noqa: E402
-
-from notifier.broker import EmbeddedBroker  # noqa: E402
-from notifier.store import Database  # noqa: E402
 
 PG_ADMIN_DSN = os.environ.get("NOTIFIER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
