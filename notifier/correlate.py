@@ -32,6 +32,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from notifier.events import AlertData, Event, dedup_key
+from notifier.lifecycle import Status
 
 
 class Effect(StrEnum):
@@ -232,13 +233,14 @@ def _apply(
         out.inserts[state.id] = state
         return effect, state.head
     summary = data.annotations.summary if isinstance(data, AlertData) else None
-    if not isinstance(data, AlertData) or (data.status == "firing" and before.status == "firing"):
+    is_open = before.status in _OPEN_ALERT
+    if not isinstance(data, AlertData) or (data.status == "firing" and is_open):
         effect, head = Effect.REPEAT, before
     elif data.status == "firing":
         head = AlertHead(before.id, before.fingerprint, "firing", before.occurrence + 1)
         _rewrite(out, head, event, data, ends_at=None, now=now)
         effect = Effect.FIRING
-    elif before.status == "firing":
+    elif is_open:
         head = AlertHead(before.id, before.fingerprint, "resolved", before.occurrence)
         _rewrite(out, head, event, data, ends_at=data.ends_at or event.time or now, now=now)
         effect = Effect.RESOLVED
@@ -246,6 +248,10 @@ def _apply(
         effect, head = Effect.STALE, before
     out.bump(head.id, key, now, summary)
     return effect, head
+
+
+# Triggered or acknowledged: a repeat changes nothing, a resolve resolves.
+_OPEN_ALERT = frozenset({Status.TRIGGERED.value, Status.ACKNOWLEDGED.value})
 
 
 def _rewrite(

@@ -16,6 +16,7 @@ from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 
 from notifier.errors import ConfigError
+from notifier.lifecycle import Verb
 from notifier.settings import format_validation_error, read_yaml
 
 Identifier = str
@@ -83,18 +84,29 @@ class Person(BaseModel):
         return preferred
 
 
+class Permissions(BaseModel):
+    """Which roles may act on alerts (acknowledge, resolve) from any channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    acknowledge: tuple[str, ...] = ()
+    resolve: tuple[str, ...] = ()
+
+
 class DirectoryFile(BaseModel):
     """The shape of the directory YAML file."""
 
     model_config = ConfigDict(extra="forbid")
 
     people: list[Person] = Field(min_length=1)
+    permissions: Permissions = Permissions()
 
 
 class Directory:
     """People indexed by id and by role."""
 
-    def __init__(self, people: Iterable[Person]) -> None:
+    def __init__(self, people: Iterable[Person], permissions: Permissions | None = None) -> None:
+        self.permissions = permissions or Permissions()
         self._people: dict[str, Person] = {}
         self._by_role: dict[str, list[Person]] = {}
         for person in people:
@@ -112,7 +124,7 @@ class Directory:
             parsed = DirectoryFile.model_validate(raw)
         except ValidationError as exc:
             raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
-        return cls(parsed.people)
+        return cls(parsed.people, parsed.permissions)
 
     def __len__(self) -> int:
         return len(self._people)
@@ -127,6 +139,15 @@ class Directory:
     def with_role(self, role: str) -> list[Person]:
         """Return everyone holding ``role``, in directory order."""
         return self._by_role.get(role, [])
+
+    def may(self, person_id: str, verb: Verb) -> bool:
+        """Whether the person holds a role the permissions allow to ``verb`` alerts."""
+        person = self._people.get(person_id)
+        allowed = {
+            Verb.ACKNOWLEDGE: self.permissions.acknowledge,
+            Verb.RESOLVE: self.permissions.resolve,
+        }[verb]
+        return person is not None and any(role in allowed for role in person.roles)
 
     def roles(self) -> set[str]:
         """Return every role someone in the directory holds."""

@@ -652,4 +652,4 @@ def test_alerts_rejects_an_unknown_status() -> None:
     """`alerts --status` accepts only firing, resolved and notice."""
     result = invoke("alerts", "--status", "open")
     assert result.exit_code == 2
-    assert "'open' is not one of 'firing', 'resolved', 'notice'" in result.stderr
+    assert "'open' is not one of 'firing', 'acknowledged', 'resolved', 'notice'" in result.stderr

@@ -15,12 +15,15 @@ from sqlalchemy import (
     Connection,
     Insert,
     Integer,
+    String,
     Table,
     Text,
     Update,
     bindparam,
+    case,
     func,
     insert,
+    null,
     select,
     update,
 )
@@ -31,6 +34,7 @@ from notifier.intents import Intent
 from notifier.store.database import StaleOffsetsError
 from notifier.store.schema import (
     UTCDateTime,
+    alert_timeline,
     alerts,
     consumer_offsets,
     event_keys,
@@ -65,7 +69,7 @@ class _Bulk:
     def __init__(self, stmt: Insert | Update, types: Mapping[str, TypeEngine[Any]]) -> None:
         self._stmt = stmt
         self._types = types
-        self._compiled: dict[str, tuple[str, list[str], bool, dict[str, Any]]] = {}
+        self._compiled: dict[str, tuple[str, list[str], bool, dict[str, Any], dict[str, Any]]] = {}
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute the statement once per row (rows are dicts keyed by bind parameter)."""
@@ -84,13 +88,16 @@ class _Bulk:
                     processors[name] = _remember_last(proc) if memo else proc
             positional = bool(compiled.positional and compiled.positiontup)
             names = list(compiled.positiontup or ()) if positional else list(compiled.params)
-            cached = (str(compiled), names, positional, processors)
+            # Literal values in the statement (e.g. a CASE comparing with 'firing') are bound
+            # parameters too; rows never carry them.
+            literals = {k: v for k, v in compiled.params.items() if k not in self._types}
+            cached = (str(compiled), names, positional, processors, literals)
             self._compiled[dialect.name] = cached
-        sql, names, positional, processors = cached
+        sql, names, positional, processors, literals = cached
         params: list[Any] = []
         for row in rows:
             # Columns a row leaves out are NULL, as with a plain INSERT.
-            values = [row.get(n) for n in names]
+            values = [row[n] if n in row else literals.get(n) for n in names]
             for i, n in enumerate(names):
                 process = processors.get(n)
                 if process is not None and values[i] is not None:
@@ -217,6 +224,21 @@ def write_batch(
         ],
     )
     _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i) for i in intents])
+    _INSERT_TIMELINE.run(
+        conn,
+        [
+            {
+                "alert_id": t.alert.id,
+                "occurrence": t.alert.occurrence,
+                "at": now,
+                "kind": _TIMELINE_KIND[t.effect],
+                "actor": t.event.source,
+                "channel": "event",
+                "event_key": t.event_key,
+            }
+            for t in correlation.transitions
+        ],
+    )
     _INSERT_REJECTIONS.run(
         conn,
         [
@@ -294,6 +316,21 @@ def _types(table: Table, prefix: str = "") -> dict[str, TypeEngine[Any]]:
     return {f"{prefix}{c.name}": c.type for c in table.columns}
 
 
+_TIMELINE_KIND = {Effect.FIRING: "triggered", Effect.RESOLVED: "resolved", Effect.NOTICE: "notice"}
+_TIMELINE_COLUMNS = (
+    "alert_id",
+    "occurrence",
+    "at",
+    "kind",
+    "actor",
+    "channel",
+    "note",
+    "event_key",
+)
+_INSERT_TIMELINE = _Bulk(
+    insert(alert_timeline).values({c: bindparam(c) for c in _TIMELINE_COLUMNS}),
+    _types(alert_timeline),
+)
 _INSERT_EVENT_KEYS = _Bulk(insert(event_keys), _types(event_keys))
 _INSERT_EVENTS = _Bulk(insert(events), _types(events))
 _INSERT_ALERTS = _Bulk(insert(alerts), _types(alerts))
@@ -316,6 +353,15 @@ _REWRITE_ALERTS = _Bulk(
         # A resolve that does not say when the alert started keeps the stored start.
         starts_at=func.coalesce(bindparam("b_starts_at", type_=UTCDateTime()), alerts.c.starts_at),
         ends_at=bindparam("b_ends_at"),
+        # A new occurrence starts unacknowledged; a resolve keeps who had taken charge.
+        acknowledged_by=case(
+            (bindparam("b_status", type_=String()) == "firing", null()),
+            else_=alerts.c.acknowledged_by,
+        ),
+        acknowledged_at=case(
+            (bindparam("b_status", type_=String()) == "firing", null()),
+            else_=alerts.c.acknowledged_at,
+        ),
     ),
     _types(alerts, "b_"),
 )

@@ -134,8 +134,26 @@ alerts = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("event_count", Integer, nullable=False),
     Column("last_event_key", String(32), nullable=False),
+    Column("acknowledged_by", String(64)),
+    Column("acknowledged_at", UTCDateTime),
 )
 Index("ix_alerts_status", alerts.c.status)
+
+# Every lifecycle step of every alert: who, when, through which channel, with what note.
+alert_timeline = Table(
+    "alert_timeline",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("note", Text),
+    Column("event_key", String(32)),
+)
+Index("ix_alert_timeline_alert_id", alert_timeline.c.alert_id)
 
 notifications = Table(
     "notifications",
