@@ -24,6 +24,7 @@ from notifier.ingest import Ingestor
 from notifier.outbox import Dispatcher
 from notifier.pipeline import BatchOutcome, BatchProcessor
 from notifier.routing import Router, RoutingConfig
+from notifier.scheduler import Scheduler
 from notifier.settings import Settings
 from notifier.store import Database
 from notifier.templating import Renderer
@@ -90,12 +91,17 @@ class Engine:
             topic=s.kafka.topic,
             max_event_bytes=s.kafka.max_event_bytes,
         )
+        self.scheduler = Scheduler(
+            self.db, config.directory, s.delivery, self.clock, self.dispatcher.wake
+        )
         self.ingestor = Ingestor(s.kafka, processor, self.db, self.clock, self._after_batch)
         self._started = False
 
     def _after_batch(self, outcome: BatchOutcome) -> None:
         if outcome.notifications:
             self.dispatcher.wake()
+        if outcome.timers:
+            self.scheduler.wake()
 
     async def start(self, *, ingest: bool = True) -> None:
         """Migrate the store, create missing topics, join the consumer group (idempotent)."""
@@ -122,6 +128,7 @@ class Engine:
             tasks.append(asyncio.create_task(self.ingestor.run(stop), name="ingest"))
         if deliver:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop), name="deliver"))
+            tasks.append(asyncio.create_task(self.scheduler.run(stop), name="timers"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from notifier.correlate import Transition
+from notifier.correlate import Effect, Transition
+from notifier.escalation import Plan, freeze
 from notifier.routing import Recipient, Router
 
 
@@ -52,3 +53,56 @@ def plan(transitions: Iterable[Transition], router: Router, now: datetime) -> li
             )
             intents.append(Intent(nid, transition, recipient, now))
     return intents
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationTimer:
+    """The first step of an escalation, due after its delay (a row for the timers table)."""
+
+    id: str
+    alert_id: str
+    occurrence: int
+    step: int
+    due_at: datetime
+    event_key: str
+    plan: Plan
+
+
+def timer_id(alert_id: str, occurrence: int, step: int) -> str:
+    """Derive a timer's id from what it is for, so the same step is never scheduled twice."""
+    raw = "\x00".join((alert_id, str(occurrence), "escalation", str(step)))
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def escalations(
+    transitions: Iterable[Transition], router: Router, now: datetime
+) -> list[EscalationTimer]:
+    """Freeze an escalation plan for every alert that starts firing under a rule with one."""
+    timers = []
+    for transition in transitions:
+        if transition.effect is not Effect.FIRING:
+            continue
+        found = router.escalation_for(transition.event)
+        if found is None:
+            continue
+        name, rule = found
+        plan = freeze(
+            name,
+            router.policy(name),
+            router.resolve_targets,
+            template=rule.template,
+            clearance=rule.confidentiality.value,
+        )
+        alert = transition.alert
+        timers.append(
+            EscalationTimer(
+                timer_id(alert.id, alert.occurrence, 0),
+                alert.id,
+                alert.occurrence,
+                0,
+                now + timedelta(seconds=plan.steps[0].delay_seconds),
+                transition.event_key,
+                plan,
+            )
+        )
+    return timers

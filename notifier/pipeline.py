@@ -20,7 +20,7 @@ from notifier.correlate import Positioned, correlate
 from notifier.decoding import decode_record
 from notifier.errors import RejectedInput
 from notifier.events import Header
-from notifier.intents import plan
+from notifier.intents import escalations, plan
 from notifier.routing import Router
 from notifier.store import Database, StaleOffsetsError
 from notifier.store.batch import (
@@ -73,6 +73,7 @@ class BatchOutcome:
     rejected: int
     notifications: int
     stale: bool = False
+    timers: int = 0
 
 
 class BatchProcessor:
@@ -135,6 +136,7 @@ class BatchProcessor:
                 known = alert_heads(conn, fingerprints, lock)
                 correlation = correlate(decoded.events, known, seen, now)
                 intents = plan(correlation.transitions, self._router, now)
+                scheduled = escalations(correlation.transitions, self._router, now)
                 write_batch(
                     conn,
                     correlation=correlation,
@@ -149,6 +151,7 @@ class BatchProcessor:
                         )
                         for r in decoded.refused
                     ],
+                    scheduled=scheduled,
                     group=self._group,
                     topic=self._topic,
                     next_offsets=nexts,
@@ -178,4 +181,5 @@ class BatchProcessor:
             duplicates=correlation.duplicates,
             rejected=len(decoded.refused),
             notifications=len(intents),
+            timers=len(scheduled),
         )

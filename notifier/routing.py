@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from notifier.directory import ChannelKind, Contact, Directory, Person
 from notifier.errors import ConfigError
+from notifier.escalation import EscalationPolicy, Targets
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
 from notifier.settings import format_validation_error, read_yaml
 
@@ -160,6 +161,9 @@ class Rule(BaseModel):
     tiers: tuple[str, ...] = Field(min_length=1)
     template: TemplateName
     confidentiality: Clearance = Clearance.PUBLIC
+    escalation: str | None = Field(
+        default=None, description="escalation policy run while nobody acknowledges"
+    )
     continue_: bool = Field(default=False, alias="continue")
 
 
@@ -170,13 +174,23 @@ class RoutingConfig(BaseModel):
 
     tiers: dict[str, Tier] = Field(min_length=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
+    escalation_policies: dict[str, EscalationPolicy] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _tiers_exist(self) -> RoutingConfig:
+    def _names_exist(self) -> RoutingConfig:
         for rule in self.rules:
             for tier in rule.tiers:
                 if tier not in self.tiers:
                     raise ValueError(f"rule {rule.name!r} names unknown tier {tier!r}")
+            if rule.escalation is not None and rule.escalation not in self.escalation_policies:
+                raise ValueError(
+                    f"rule {rule.name!r} names unknown escalation policy {rule.escalation!r}"
+                )
+        for name, policy in self.escalation_policies.items():
+            for step in policy.steps:
+                for tier in step.notify.tiers:
+                    if tier not in self.tiers:
+                        raise ValueError(f"escalation policy {name!r} names unknown tier {tier!r}")
         return self
 
     @classmethod
@@ -235,6 +249,16 @@ class Router:
             for role in tier.roles:
                 if not directory.with_role(role):
                     raise ConfigError(f"tier {name!r}: nobody in the directory has role {role!r}")
+        for name, policy in config.escalation_policies.items():
+            for step in policy.steps:
+                for person_id in step.notify.people:
+                    if directory.get(person_id) is None:
+                        raise ConfigError(
+                            f"escalation policy {name!r} names unknown person {person_id!r}"
+                        )
+                for role in step.notify.roles:
+                    if not directory.with_role(role):
+                        raise ConfigError(f"escalation policy {name!r}: nobody has role {role!r}")
 
     @property
     def config(self) -> RoutingConfig:
@@ -293,6 +317,32 @@ class Router:
                             person, contact, tier_name, rule.name, rule.template, level
                         )
         return tuple(chosen.values())
+
+    def escalation_for(self, event: Event) -> tuple[str, Rule] | None:
+        """The escalation policy (by name) of the first matching rule that has one."""
+        for verdict in self.explain(event):
+            if verdict.matched and verdict.rule.escalation is not None:
+                return verdict.rule.escalation, verdict.rule
+        return None
+
+    def policy(self, name: str) -> EscalationPolicy:
+        """An escalation policy by name."""
+        return self._config.escalation_policies[name]
+
+    def resolve_targets(self, targets: Targets) -> list[str]:
+        """Person ids a step reaches (with an email contact), in a stable order."""
+        people: dict[str, Person] = {}
+        for tier in targets.tiers:
+            for person in self._members(self._config.tiers[tier]):
+                people.setdefault(person.id, person)
+        for role in targets.roles:
+            for person in self._directory.with_role(role):
+                people.setdefault(person.id, person)
+        for person_id in targets.people:
+            named = self._directory.get(person_id)
+            if named is not None:
+                people.setdefault(named.id, named)
+        return [pid for pid, p in people.items() if p.contact(ChannelKind.EMAIL) is not None]
 
     def _members(self, tier: Tier) -> list[Person]:
         seen: dict[str, Person] = {}

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from notifier.correlate import AlertHead, Correlation, Effect
-from notifier.intents import Intent
+from notifier.intents import EscalationTimer, Intent
 from notifier.store.database import StaleOffsetsError
 from notifier.store.schema import (
     UTCDateTime,
@@ -41,7 +41,9 @@ from notifier.store.schema import (
     events,
     notifications,
     rejections,
+    timers,
 )
+from notifier.store.timers import timer_rows
 
 # SQLite allows 32,766 bound parameters per statement; stay far below for IN lists.
 _CHUNK = 500
@@ -190,6 +192,7 @@ def write_batch(
     correlation: Correlation,
     intents: Sequence[Intent],
     rejected: Sequence[Rejection],
+    scheduled: Sequence[EscalationTimer] = (),
     group: str,
     topic: str,
     next_offsets: Mapping[int, int],
@@ -224,6 +227,7 @@ def write_batch(
         ],
     )
     _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i) for i in intents])
+    _INSERT_TIMERS.run(conn, timer_rows(scheduled))
     _INSERT_TIMELINE.run(
         conn,
         [
@@ -331,6 +335,7 @@ _INSERT_TIMELINE = _Bulk(
     insert(alert_timeline).values({c: bindparam(c) for c in _TIMELINE_COLUMNS}),
     _types(alert_timeline),
 )
+_INSERT_TIMERS = _Bulk(insert(timers), _types(timers))
 _INSERT_EVENT_KEYS = _Bulk(insert(event_keys), _types(event_keys))
 _INSERT_EVENTS = _Bulk(insert(events), _types(events))
 _INSERT_ALERTS = _Bulk(insert(alerts), _types(alerts))

@@ -202,3 +202,23 @@ rejections = Table(
     Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("topic", "partition", "offset"),
 )
+
+# Durable timers (escalation steps): claimed when due with a lease, fired at most once. The
+# occurrence is the fencing token: a timer of an earlier occurrence never acts on a newer one.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("event_key", String(32), nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("lease_expires_at", UTCDateTime),
+    Column("fired_at", UTCDateTime),
+    Column("outcome", String(16)),
+)
+Index("ix_timers_due", timers.c.state, timers.c.due_at)

@@ -1,0 +1,114 @@
+"""The timer scheduler: fires due escalation steps once, in due order, and then sleeps.
+
+It claims due timers with a lease, fires each in its own transaction (see
+:mod:`notifier.store.timers`), wakes the outbox when a step produced notifications, and then
+sleeps until the next timer is due or new work is committed, never polling in a tight loop.
+After downtime it catches up: every overdue timer is due, earliest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from notifier.clock import Clock
+from notifier.directory import Directory
+from notifier.settings import DeliverySettings
+from notifier.store import Database
+from notifier.store import timers as rows
+
+log = structlog.get_logger(__name__)
+
+
+class Scheduler:
+    """Fires due timers."""
+
+    def __init__(
+        self,
+        db: Database,
+        directory: Directory,
+        settings: DeliverySettings,
+        clock: Clock,
+        on_notifications: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._directory = directory
+        self._settings = settings
+        self._clock = clock
+        self._on_notifications = on_notifications
+        self._wake = asyncio.Event()
+        self.fired = 0
+
+    def wake(self) -> None:
+        """Tell the scheduler that new timers were committed."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire timers until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                claimed = await self.fire_due()
+            except Exception:
+                # A store hiccup must not end escalations: log, then wait like an idle loop.
+                log.exception("scheduler.failed")
+                claimed = 0
+            if not claimed:
+                await self._idle(stop)
+
+    async def fire_due(self) -> int:
+        """Claim and fire one batch of due timers; return how many were claimed."""
+        now = self._clock.now()
+        claimed = await asyncio.to_thread(self._claim, now)
+        notified = 0
+        for timer in claimed:
+            fired = await asyncio.to_thread(self._fire, timer)
+            notified += fired.notifications
+            self.fired += 1
+            log.info(
+                "timer.fired",
+                timer_id=timer.id,
+                alert_id=timer.alert_id,
+                step=timer.step + 1,
+                outcome=fired.outcome,
+                notifications=fired.notifications,
+                lateness=round((now - timer.due_at).total_seconds(), 3),
+            )
+        if notified:
+            self._on_notifications()
+        return len(claimed)
+
+    def _claim(self, now: datetime) -> list[rows.DueTimer]:
+        with self._db.transaction() as conn:
+            return rows.claim_due(
+                conn,
+                now,
+                self._settings.batch_size,
+                self._settings.lease_seconds,
+                skip_locked=not self._db.is_sqlite,
+            )
+
+    def _fire(self, timer: rows.DueTimer) -> rows.Fired:
+        with self._db.transaction() as conn:
+            return rows.fire(
+                conn, timer, self._directory, self._clock.now(), lock=not self._db.is_sqlite
+            )
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        due = await asyncio.to_thread(self._next_due)
+        timeout = self._settings.poll_interval_seconds * 30
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - self._clock.now()).total_seconds()))
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    def _next_due(self) -> datetime | None:
+        with self._db.engine.connect() as conn:
+            return rows.next_due(conn)
