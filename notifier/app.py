@@ -10,10 +10,14 @@ import asyncio
 import gc
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
-from notifier.broker import ensure_topics
+from notifier.api.app import create_app
+from notifier.api.deps import ApiContext
+from notifier.api.server import HttpServer
+from notifier.broker import Publisher, broker_problem, ensure_topics
 from notifier.channels.base import Channel
 from notifier.channels.email import EmailChannel
 from notifier.clock import Clock, SystemClock
@@ -21,12 +25,15 @@ from notifier.directory import Directory
 from notifier.errors import ConfigError
 from notifier.i18n import Catalogs
 from notifier.ingest import Ingestor
+from notifier.lifecycle import Verb
+from notifier.links import LinkSigner
 from notifier.outbox import Dispatcher
 from notifier.pipeline import BatchOutcome, BatchProcessor
 from notifier.routing import Router, RoutingConfig
 from notifier.scheduler import Scheduler
 from notifier.settings import Settings
 from notifier.store import Database
+from notifier.store.outbox import PendingNotification
 from notifier.templating import Renderer
 
 log = structlog.get_logger(__name__)
@@ -80,8 +87,14 @@ class Engine:
         self.channels: Mapping[str, Channel] = channels or {
             "email": EmailChannel(s.smtp, concurrency=s.delivery.concurrency, clock=self.clock)
         }
+        self.signer = LinkSigner(s.links.secrets, s.links.ttl_seconds, self.clock)
         self.dispatcher = Dispatcher(
-            self.db, config.renderer, self.channels, s.delivery, self.clock
+            self.db,
+            config.renderer,
+            self.channels,
+            s.delivery,
+            self.clock,
+            links=self.ack_links,
         )
         processor = BatchProcessor(
             self.db,
@@ -95,7 +108,30 @@ class Engine:
             self.db, config.directory, s.delivery, self.clock, self.dispatcher.wake
         )
         self.ingestor = Ingestor(s.kafka, processor, self.db, self.clock, self._after_batch)
+        self.publisher = Publisher(s.kafka.bootstrap_servers, s.kafka.topic)
+        self.http: HttpServer | None = None
         self._started = False
+
+    def api_context(self) -> ApiContext:
+        """What the HTTP handlers share."""
+        s = self.config.settings
+        return ApiContext(
+            settings=s,
+            db=self.db,
+            directory=self.config.directory,
+            clock=self.clock,
+            signer=self.signer,
+            publish=self.publisher.publish,
+            broker_problem=lambda: broker_problem(s.kafka.bootstrap_servers),
+        )
+
+    def ack_links(self, n: PendingNotification) -> dict[str, str]:
+        """An acknowledgment link for pages to people allowed to acknowledge."""
+        pages = n.kind == "firing" or n.kind.startswith("escalated")
+        if not pages or not self.config.directory.may(n.person_id, Verb.ACKNOWLEDGE):
+            return {}
+        token = self.signer.sign(n.alert_id, n.occurrence, n.person_id)
+        return {"acknowledge": self.signer.url(self.config.settings.http.public_url, token)}
 
     def _after_batch(self, outcome: BatchOutcome) -> None:
         if outcome.notifications:
@@ -103,11 +139,20 @@ class Engine:
         if outcome.timers:
             self.scheduler.wake()
 
-    async def start(self, *, ingest: bool = True) -> None:
-        """Migrate the store, create missing topics, join the consumer group (idempotent)."""
+    async def start(self, *, ingest: bool = True, api: bool = False) -> None:
+        """Migrate the store, create missing topics, join the consumer group, serve HTTP.
+
+        Idempotent.
+        """
         if self._started:
             return
         await asyncio.to_thread(self.db.migrate)
+        if api:
+            h = self.config.settings.http
+            await self.publisher.start()
+            self.http = HttpServer(create_app(self.api_context()), h.host, h.port)
+            await self.http.start()
+            log.info("http.started", host=h.host, port=self.http.port)
         if ingest:
             k = self.config.settings.kafka
             await ensure_topics(k.bootstrap_servers, [k.topic, k.dlq_topic], k.partitions)
@@ -120,10 +165,13 @@ class Engine:
         gc.set_threshold(20_000, 20, 20)
         log.info("engine.started", store=self.db.dialect, ingest=ingest)
 
-    async def run(self, stop: asyncio.Event, *, ingest: bool = True, deliver: bool = True) -> None:
+    async def run(
+        self, stop: asyncio.Event, *, ingest: bool = True, deliver: bool = True, api: bool = False
+    ) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
-        await self.start(ingest=ingest)
-        tasks = []
+        await self.start(ingest=ingest, api=api)
+        # The stop task keeps the wait below meaningful when only the API runs.
+        tasks: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait(), name="stop")]
         if ingest:
             tasks.append(asyncio.create_task(self.ingestor.run(stop), name="ingest"))
         if deliver:
@@ -142,6 +190,10 @@ class Engine:
 
     async def close(self) -> None:
         """Close connections to the broker, the channels and the store."""
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        await self.publisher.stop()
         await self.ingestor.stop()
         for channel in self.channels.values():
             await channel.close()

@@ -180,3 +180,57 @@ async def publish(
     finally:
         await producer.stop()
     return len(records)
+
+
+class Publisher:
+    """A long-lived producer for the HTTP ingest endpoints."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect to the broker."""
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False, linger_ms=2
+        )
+        await self._producer.start()
+
+    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Produce records and wait until the broker acknowledged each."""
+        if self._producer is None:
+            raise RuntimeError("publisher not started")
+        futures = [
+            await self._producer.send(
+                self._topic,
+                value=value,
+                key=key,
+                headers=[("content-type", b"application/cloudevents+json")],
+            )
+            for key, value in records
+        ]
+        await asyncio.gather(*futures)
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+
+async def broker_problem(bootstrap_servers: str, connect_seconds: float = 1.0) -> str | None:
+    """None if a bootstrap server accepts a TCP connection, else what went wrong."""
+    last = "no bootstrap servers configured"
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), connect_seconds
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            last = f"{server.strip()}: {type(exc).__name__}"
+            continue
+        writer.close()
+        return None
+    return last

@@ -78,13 +78,13 @@ def main() -> None:
         sys.exit(2)
 
 
-def _run_until_signalled(engine: Engine, *, ingest: bool, deliver: bool) -> None:
+def _run_until_signalled(engine: Engine, *, ingest: bool, deliver: bool, api: bool) -> None:
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await engine.run(stop, ingest=ingest, deliver=deliver)
+        await engine.run(stop, ingest=ingest, deliver=deliver, api=api)
 
     asyncio.run(go())
 
@@ -92,13 +92,25 @@ def _run_until_signalled(engine: Engine, *, ingest: bool, deliver: bool) -> None
 @cli.command()
 @click.option("--no-deliver", is_flag=True, help="Only ingest: leave notifications in the outbox.")
 @click.option("--deliver-only", is_flag=True, help="Only drain the outbox; do not consume.")
+@click.option("--api-only", is_flag=True, help="Only serve the HTTP API.")
 @pass_state
-def run(state: _State, no_deliver: bool, deliver_only: bool) -> None:
-    """Consume events, route them and deliver notifications until SIGTERM or Ctrl-C."""
-    if no_deliver and deliver_only:
-        raise click.UsageError("--no-deliver and --deliver-only exclude each other")
-    engine = Engine(state.configuration())
-    _run_until_signalled(engine, ingest=not deliver_only, deliver=not no_deliver)
+def run(state: _State, no_deliver: bool, deliver_only: bool, api_only: bool) -> None:
+    """Consume events, route them, deliver notifications and serve the HTTP API.
+
+    Runs until SIGTERM or Ctrl-C. The HTTP API (http.host:http.port, OpenAPI at /docs) runs
+    in the same process unless http.enabled is false.
+    """
+    if sum((no_deliver, deliver_only, api_only)) > 1:
+        raise click.UsageError("--no-deliver, --deliver-only and --api-only exclude each other")
+    config = state.configuration()
+    engine = Engine(config)
+    api = config.settings.http.enabled or api_only
+    _run_until_signalled(
+        engine,
+        ingest=not (deliver_only or api_only),
+        deliver=not (no_deliver or api_only),
+        api=api,
+    )
 
 
 @cli.command()

@@ -2,11 +2,14 @@
 
 Templates never see raw events; they see this stable context, built from the stored event and
 the recipient. Fields under the event's ``confidential`` section are present only when the
-recipient's clearance is ``confidential``; otherwise ``confidential`` is None.
+recipient's clearance is ``confidential``; otherwise ``confidential`` is None. ``links`` holds
+the addresses made for this recipient (``acknowledge``: a signed acknowledgment page), or is
+empty.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from notifier.events import ALERT_TYPE, AlertData, CloudEvent, PolicyData
@@ -16,8 +19,13 @@ from notifier.store.outbox import PendingNotification
 from notifier.templating import Renderer
 
 
-def template_context(n: PendingNotification) -> dict[str, Any]:
-    """Build the render context of a claimed notification (the contract in templating.py)."""
+def template_context(
+    n: PendingNotification, links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Build the render context of a claimed notification (the contract in templating.py).
+
+    ``links`` maps link names (``acknowledge``) to addresses made for this recipient.
+    """
     envelope = CloudEvent.model_validate(n.payload)
     context: dict[str, Any] = {
         "status": n.kind,
@@ -25,6 +33,7 @@ def template_context(n: PendingNotification) -> dict[str, Any]:
         "recipient": {"name": n.recipient_name, "locale": n.locale, "timezone": n.timezone},
         "event": {"id": envelope.id, "source": envelope.source, "time": envelope.time},
         "confidential": None,
+        "links": dict(links) if links else {},
     }
     if envelope.type == ALERT_TYPE:
         alert = AlertData.model_validate(envelope.data)
@@ -64,10 +73,16 @@ def template_context(n: PendingNotification) -> dict[str, Any]:
     return context
 
 
-def compose(renderer: Renderer, n: PendingNotification) -> OutgoingMessage:
-    """Render a claimed notification for its recipient; raises TemplateError."""
+def compose(
+    renderer: Renderer, n: PendingNotification, links: Mapping[str, str] | None = None
+) -> OutgoingMessage:
+    """Render a claimed notification for its recipient; raises TemplateError.
+
+    ``links`` (e.g. ``{"acknowledge": url}``) are shown by templates that offer them.
+    """
+    context = template_context(n, links)
     rendered = renderer.render(
-        n.template, n.channel, locale=n.locale, timezone=n.timezone, context=template_context(n)
+        n.template, n.channel, locale=n.locale, timezone=n.timezone, context=context
     )
     return OutgoingMessage(
         notification_id=n.id, recipient_name=n.recipient_name, address=n.address, rendered=rendered

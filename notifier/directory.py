@@ -6,6 +6,8 @@ precomputed so routing a batch never scans the whole directory.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from functools import cached_property
@@ -49,6 +51,11 @@ class Person(BaseModel):
     locale: str = "en"
     timezone: str = "UTC"
     organization: str | None = None
+    api_token_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the person's API token (`notifier tokens new` makes one)",
+    )
 
     @field_validator("locale")
     @classmethod
@@ -139,6 +146,14 @@ class Directory:
     def with_role(self, role: str) -> list[Person]:
         """Return everyone holding ``role``, in directory order."""
         return self._by_role.get(role, [])
+
+    def by_token(self, token: str) -> Person | None:
+        """The person whose API token this is (compared by hash, in constant time)."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        for person in self._people.values():
+            if person.api_token_sha256 and hmac.compare_digest(person.api_token_sha256, digest):
+                return person
+        return None
 
     def may(self, person_id: str, verb: Verb) -> bool:
         """Whether the person holds a role the permissions allow to ``verb`` alerts."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 import structlog
@@ -41,6 +41,7 @@ class Dispatcher:
         settings: DeliverySettings,
         clock: Clock,
         rng: random.Random | None = None,
+        links: Callable[[rows.PendingNotification], Mapping[str, str]] | None = None,
     ) -> None:
         self._db = db
         self._renderer = renderer
@@ -48,6 +49,7 @@ class Dispatcher:
         self._settings = settings
         self._clock = clock
         self._rng = rng or random.Random()
+        self._links = links
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self.sent = 0
@@ -127,7 +129,8 @@ class Dispatcher:
             await self._record_failure(n, Reason.CLIENT, f"no channel {n.channel!r} configured")
             return
         try:
-            message = compose(self._renderer, n)
+            links = self._links(n) if self._links is not None else None
+            message = compose(self._renderer, n, links=links)
         except TemplateError as exc:
             bound.error("outbox.template_failed", template=n.template, error=str(exc))
             await self._record_failure(n, exc.reason, str(exc))

@@ -112,6 +112,32 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class HttpSettings(BaseModel):
+    """The HTTP API and acknowledgment pages (served by ``notifier run`` or ``--api-only``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = Field(
+        default="http://127.0.0.1:8080", description="base of links put in messages"
+    )
+
+
+class LinkSettings(BaseModel):
+    """Signed acknowledgment links: the first secret signs, all of them verify (rotation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secrets: list[SecretStr] = Field(
+        default_factory=lambda: [SecretStr("dev-only-change-me")],
+        min_length=1,
+        description='set NOTIFIER_LINKS__SECRETS=\'["new", "old"]\' in production',
+    )
+    ttl_seconds: int = Field(default=86_400, ge=60)
+
+
 class Settings(BaseSettings):
     """Everything the engine needs to start, validated once at load."""
 
@@ -125,6 +151,8 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     templates: TemplateSettings = TemplateSettings()
     log: LogSettings = LogSettings()
+    http: HttpSettings = HttpSettings()
+    links: LinkSettings = LinkSettings()
     routing_file: Path = Path("routing.yaml")
     directory_file: Path = Path("directory.yaml")
     config_dir: Path = Field(default=Path("config"), exclude=True)

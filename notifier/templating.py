@@ -20,6 +20,8 @@ Render context contract (built by the engine; templates may rely on exactly this
     recipient:     {name, locale, timezone}
     tier:          str
     event:         {id, source, time (aware datetime | None)}
+    links:         {acknowledge?: str}   (addresses made for this recipient; may be empty:
+                   test with ``links.get("acknowledge")``, never assume a key)
 
 Enum values (severity, risk, change) arrive as plain strings such as ``"critical"`` or
 ``"emergency_upgrade"``; ``labels.j2`` turns them into translated labels. The renderer adds

@@ -139,7 +139,7 @@ def recipient_lines(output: str) -> dict[str, str]:
 
 HELP = [
     ([], "Kafka events in, localized pre-approved notifications out"),
-    (["run"], "Consume events, route them and deliver notifications until SIGTERM or Ctrl-C"),
+    (["run"], "Consume events, route them, deliver notifications and serve the HTTP API"),
     (["demo"], "Run everything locally: embedded broker, SQLite, SMTP capture"),
     (["publish"], "Validate events from SOURCE (a file or - for stdin) and produce them"),
     (["alerts"], "List alerts from the store, newest first"),
@@ -189,7 +189,7 @@ def test_run_refuses_contradictory_flags_before_starting() -> None:
     """`run --no-deliver --deliver-only` is a usage error (exit 2), nothing is started."""
     result = invoke("run", "--no-deliver", "--deliver-only")
     assert result.exit_code == 2
-    assert "--no-deliver and --deliver-only exclude each other" in result.stderr
+    assert "--no-deliver, --deliver-only and --api-only exclude each other" in result.stderr
 
 
 # --- config check ------------------------------------------------------------------------------

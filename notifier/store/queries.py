@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, type_coerce
 
 from notifier.store.database import Database
-from notifier.store.schema import alerts, event_keys, notifications, rejections
+from notifier.store.schema import (
+    UTCDateTime,
+    alerts,
+    event_keys,
+    notifications,
+    rejections,
+    timers,
+)
+from notifier.store.timeline import find_alert_id, timeline
 
 
 def recent_alerts(
@@ -76,3 +84,81 @@ def counts(db: Database) -> dict[str, int]:
     for status in ("pending", "sent", "failed"):
         result.setdefault(f"notifications_{status}", 0)
     return result
+
+
+def list_alerts(
+    db: Database, *, state: str | None = None, severity: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Alerts for the API, most recently updated first."""
+    query = select(alerts).order_by(alerts.c.updated_at.desc()).limit(limit)
+    if state:
+        query = query.where(alerts.c.status == state)
+    if severity:
+        query = query.where(alerts.c.severity == severity)
+    with db.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def alert_detail(db: Database, ref: str) -> dict[str, Any]:
+    """One alert with its timeline and notifications; AlertNotFound if there is none."""
+    with db.engine.connect() as conn:
+        alert_id = find_alert_id(conn, ref)
+        row = dict(conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().one())
+        row["timeline"] = timeline(conn, alert_id)
+        row["notifications"] = [
+            dict(n)
+            for n in conn.execute(
+                select(
+                    notifications.c.id,
+                    notifications.c.occurrence,
+                    notifications.c.kind,
+                    notifications.c.person_id,
+                    notifications.c.channel,
+                    notifications.c.tier,
+                    notifications.c.status,
+                    notifications.c.language,
+                    notifications.c.sent_at,
+                    notifications.c.error_reason,
+                )
+                .where(notifications.c.alert_id == alert_id)
+                .order_by(notifications.c.created_at, notifications.c.person_id)
+            ).mappings()
+        ]
+    return row
+
+
+def metrics_snapshot(db: Database) -> dict[str, Any]:
+    """The figures ``/metrics`` exposes, in one read."""
+    with db.engine.connect() as conn:
+        snap: dict[str, Any] = {
+            "events": conn.scalar(select(func.count()).select_from(event_keys)) or 0,
+            "rejections": conn.scalar(select(func.count()).select_from(rejections)) or 0,
+        }
+        snap["notifications"] = {
+            (channel, status): n
+            for channel, status, n in conn.execute(
+                select(notifications.c.channel, notifications.c.status, func.count()).group_by(
+                    notifications.c.channel, notifications.c.status
+                )
+            )
+        }
+        snap["open_alerts"] = {
+            (severity, status): n
+            for severity, status, n in conn.execute(
+                select(alerts.c.severity, alerts.c.status, func.count())
+                .where(alerts.c.status != "resolved")
+                .group_by(alerts.c.severity, alerts.c.status)
+            )
+        }
+        acked = conn.execute(
+            select(alerts.c.starts_at, alerts.c.acknowledged_at).where(
+                alerts.c.acknowledged_at.is_not(None)
+            )
+        ).all()
+        waits = [(a - s).total_seconds() for s, a in acked if s is not None]
+        snap["mean_time_to_ack"] = sum(waits) / len(waits) if waits else 0.0
+        earliest = func.min(timers.c.due_at)
+        snap["earliest_due_timer"] = conn.execute(
+            select(type_coerce(earliest, UTCDateTime())).where(timers.c.state == "pending")
+        ).scalar()
+    return snap

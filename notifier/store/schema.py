@@ -222,3 +222,13 @@ timers = Table(
     Column("outcome", String(16)),
 )
 Index("ix_timers_due", timers.c.state, timers.c.due_at)
+
+# Acknowledgment links are single-use: a link's nonce is recorded when it is used.
+used_links = Table(
+    "used_links",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("used_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): health, metrics, alerts, acknowledgments, event ingest."""

@@ -1,0 +1,28 @@
+"""What the HTTP handlers need, built once by the composition root and shared."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from notifier.clock import Clock
+from notifier.directory import Directory
+from notifier.links import LinkSigner
+from notifier.settings import Settings
+from notifier.store import Database
+
+Publish = Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[None]]
+Ready = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The API's collaborators; ``publish`` produces (key, value) records to the events topic."""
+
+    settings: Settings
+    db: Database
+    directory: Directory
+    clock: Clock
+    signer: LinkSigner
+    publish: Publish
+    broker_problem: Ready
