@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 import signal
 import sys
 from datetime import UTC, datetime
@@ -394,3 +396,27 @@ def ack(state: _State, alert_id: str, person: str, note: str | None, resolve: bo
         click.echo(f"already {result.outcome.after.value}{who}: {what}")
     else:
         click.echo(f"{result.outcome.after.value} by {person}: {what}")
+
+
+@cli.group()
+def tokens() -> None:
+    """Personal API tokens."""
+
+
+@tokens.command(name="new")
+@click.argument("person")
+@pass_state
+def new_token(state: _State, person: str) -> None:
+    """Make an API token for PERSON: give them the token, put its hash in the directory.
+
+    The directory stores only the SHA-256 of the token (api_token_sha256), so the file can be
+    reviewed in git without leaking a credential.
+    """
+    settings = state.settings()
+    directory = Directory.load(settings.resolve(settings.directory_file))
+    if directory.get(person) is None:
+        raise click.ClickException(f"nobody with id {person!r} in the directory")
+    token = secrets.token_urlsafe(32)
+    click.echo(f"token for {person} (shown once; send it privately):\n  {token}\n")
+    click.echo(f"add to {person}'s entry in {settings.directory_file}:")
+    click.echo(f"  api_token_sha256: {hashlib.sha256(token.encode()).hexdigest()}")

@@ -18,7 +18,7 @@ import click
 import orjson
 
 from notifier.app import Engine, load_configuration
-from notifier.broker import EmbeddedBroker, publish, records_for
+from notifier.broker import EmbeddedBroker, free_port, publish, records_for
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import Settings
 from notifier.store.queries import counts, notification_summary
@@ -59,6 +59,7 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
     else:
         click.echo(f"▶ using the broker at {bootstrap}")
 
+    http_port = free_port()
     catcher = MailCatcher(mail_dir)
     await catcher.start()
     click.echo(f"▶ SMTP capture on {catcher.host}:{catcher.port}, saving to {mail_dir}/")
@@ -84,13 +85,21 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
                 }
             ),
             "store": settings.store.model_copy(update={"url": f"sqlite:///{VAR / 'demo.db'}"}),
+            "http": settings.http.model_copy(
+                update={
+                    "host": "127.0.0.1",
+                    "port": http_port,
+                    "public_url": f"http://127.0.0.1:{http_port}",
+                }
+            ),
         }
     )
     engine = Engine(load_configuration(settings))
     stop = asyncio.Event()
     try:
-        await engine.start()
-        runner = asyncio.create_task(engine.run(stop))
+        await engine.start(api=True)
+        runner = asyncio.create_task(engine.run(stop, api=True))
+        click.echo(f"▶ HTTP API on http://127.0.0.1:{http_port} (OpenAPI at /docs)")
         expected = await _publish_samples(settings, samples)
         ok = await _wait_until_done(engine, expected, runner)
         _report(engine, mail_dir)

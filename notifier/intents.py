@@ -8,7 +8,7 @@ channel), so the same intent always has the same id and the same email ``Message
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,12 +38,26 @@ def notification_id(alert_id: str, occurrence: int, kind: str, person_id: str, c
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
-def plan(transitions: Iterable[Transition], router: Router, now: datetime) -> list[Intent]:
-    """Route every transition and return one intent per recipient."""
+def plan(
+    transitions: Iterable[Transition],
+    router: Router,
+    now: datetime,
+    escalated: Mapping[tuple[str, int], Sequence[Recipient]] | None = None,
+) -> list[Intent]:
+    """Route every transition and return one intent per recipient.
+
+    A resolve also reaches everyone an escalation paged about that occurrence
+    (``escalated``), so nobody who was woken up is left wondering.
+    """
     intents = []
     for transition in transitions:
         alert = transition.alert
-        for recipient in router.route(transition.event):
+        recipients = router.route(transition.event)
+        if transition.effect is Effect.RESOLVED and escalated:
+            routed = {r.person.id for r in recipients}
+            extra = escalated.get((alert.id, alert.occurrence), ())
+            recipients += [r for r in extra if r.person.id not in routed]
+        for recipient in recipients:
             nid = notification_id(
                 alert.id,
                 alert.occurrence,

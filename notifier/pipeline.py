@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from notifier.clock import Clock
-from notifier.correlate import Positioned, correlate
+from notifier.correlate import Effect, Positioned, correlate
 from notifier.decoding import decode_record
 from notifier.errors import RejectedInput
 from notifier.events import Header
@@ -26,6 +26,7 @@ from notifier.store import Database, StaleOffsetsError
 from notifier.store.batch import (
     Rejection,
     alert_heads,
+    escalated_recipients,
     fence_offsets,
     seen_event_keys,
     write_batch,
@@ -135,7 +136,13 @@ class BatchProcessor:
                 fingerprints = list({p.event.fingerprint for p in decoded.events})
                 known = alert_heads(conn, fingerprints, lock)
                 correlation = correlate(decoded.events, known, seen, now)
-                intents = plan(correlation.transitions, self._router, now)
+                resolved = [
+                    (t.alert.id, t.alert.occurrence)
+                    for t in correlation.transitions
+                    if t.effect is Effect.RESOLVED
+                ]
+                escalated = escalated_recipients(conn, resolved, self._router.directory)
+                intents = plan(correlation.transitions, self._router, now, escalated)
                 scheduled = escalations(correlation.transitions, self._router, now)
                 write_batch(
                     conn,

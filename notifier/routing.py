@@ -261,6 +261,11 @@ class Router:
                         raise ConfigError(f"escalation policy {name!r}: nobody has role {role!r}")
 
     @property
+    def directory(self) -> Directory:
+        """The directory of people the router resolves against."""
+        return self._directory
+
+    @property
     def config(self) -> RoutingConfig:
         """The routing configuration in force."""
         return self._config

@@ -38,7 +38,7 @@ T0 = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)
 POLICY = {
     "steps": [
         {"delay": "PT5M", "notify": {"roles": ["incident-commander"]}},
-        {"delay": "PT10M", "notify": {"people": ["priya.raman"]}},
+        {"delay": "PT10M", "notify": {"people": ["priya.raman", "sofia.navarro"]}},
         {"delay": 900, "notify": {"tiers": ["partners"]}},
     ]
 }
@@ -51,7 +51,7 @@ def test_freeze_resolves_people_and_expands_repeats() -> None:
         "p", policy, lambda t: list(t.people or t.roles), template="alert", clearance="confidential"
     )
     assert [s.delay_seconds for s in plan.steps] == [300, 600, 900] * 2
-    assert plan.steps[1].people == ("priya.raman",)
+    assert plan.steps[1].people == ("priya.raman", "sofia.navarro")
     assert Plan.from_json(plan.to_json()) == plan
 
 
@@ -158,7 +158,7 @@ async def test_full_escalation_runs_every_step_once(db: Database) -> None:
     assert await h.at(30) == 1
     assert h.escalations() == {
         "escalated-1": {"mei.lin", "lukas.meier"},
-        "escalated-2": {"priya.raman"},
+        "escalated-2": {"priya.raman", "sofia.navarro"},
         "escalated-3": {"carlos.ruiz", "helga.berg"},
     }
     assert h.outcomes() == [(0, "fired"), (1, "fired"), (2, "fired")]
@@ -226,3 +226,20 @@ async def test_catching_up_after_downtime_fires_in_due_order(db: Database) -> No
     with db.engine.connect() as conn:
         due = conn.scalar(select(timers.c.due_at).where(timers.c.step == 1))
     assert due == T0 + timedelta(minutes=70)
+
+
+async def test_resolve_reaches_everyone_an_escalation_paged(db: Database) -> None:
+    """The regulator liaison, paged only by step 2, also hears that the alert resolved."""
+    h = Harness(db)
+    h.ingest(FIRING)
+    await h.at(5)
+    await h.at(15)
+    h.ingest((SAMPLES / "alert-resolved.json").read_bytes())
+    with db.engine.connect() as conn:
+        resolved = set(
+            conn.scalars(
+                select(notifications.c.person_id).where(notifications.c.kind == "resolved")
+            )
+        )
+    assert "sofia.navarro" in resolved
+    assert {"mei.lin", "carlos.ruiz", "priya.raman"} <= resolved

@@ -30,7 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from notifier.correlate import AlertHead, Correlation, Effect
+from notifier.directory import ChannelKind, Directory
 from notifier.intents import EscalationTimer, Intent
+from notifier.routing import Clearance, Recipient
 from notifier.store.database import StaleOffsetsError
 from notifier.store.schema import (
     UTCDateTime,
@@ -183,6 +185,42 @@ def alert_heads(conn: Connection, fingerprints: Sequence[str], lock: bool) -> di
             query = query.with_for_update()
         for row in conn.execute(query):
             found[row[1]] = AlertHead(*row)
+    return found
+
+
+def escalated_recipients(
+    conn: Connection, occurrences: Sequence[tuple[str, int]], directory: Directory
+) -> dict[tuple[str, int], list[Recipient]]:
+    """Who escalation steps paged about these alert occurrences, as recipients."""
+    found: dict[tuple[str, int], list[Recipient]] = {}
+    if not occurrences:
+        return found
+    query = (
+        select(
+            notifications.c.alert_id,
+            notifications.c.occurrence,
+            notifications.c.person_id,
+            notifications.c.rule,
+            notifications.c.template,
+            notifications.c.clearance,
+        )
+        .where(
+            notifications.c.alert_id.in_([a for a, _ in occurrences]),
+            notifications.c.kind.startswith("escalated"),
+        )
+        .distinct()
+    )
+    wanted = set(occurrences)
+    for alert_id, occurrence, person_id, rule, template, clearance in conn.execute(query):
+        person = directory.get(person_id)
+        contact = person.contact(ChannelKind.EMAIL) if person is not None else None
+        if (alert_id, occurrence) not in wanted or person is None or contact is None:
+            continue
+        entries = found.setdefault((alert_id, occurrence), [])
+        if all(r.person.id != person_id for r in entries):
+            entries.append(
+                Recipient(person, contact, "escalation", rule, template, Clearance(clearance))
+            )
     return found
 
 
