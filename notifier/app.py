@@ -149,7 +149,6 @@ class Engine:
         await asyncio.to_thread(self.db.migrate)
         if api:
             h = self.config.settings.http
-            await self.publisher.start()
             self.http = HttpServer(create_app(self.api_context()), h.host, h.port)
             await self.http.start()
             log.info("http.started", host=h.host, port=self.http.port)

@@ -189,20 +189,28 @@ class Publisher:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        """Connect to the broker."""
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=False, linger_ms=2
-        )
-        await self._producer.start()
+    async def _connected(self) -> AIOKafkaProducer:
+        # Connected on first use: the API must serve (and report not ready) while the broker
+        # is down, rather than refuse to start.
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    acks="all",
+                    enable_idempotence=False,
+                    linger_ms=2,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
 
     async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Produce records and wait until the broker acknowledged each."""
-        if self._producer is None:
-            raise RuntimeError("publisher not started")
+        producer = await self._connected()
         futures = [
-            await self._producer.send(
+            await producer.send(
                 self._topic,
                 value=value,
                 key=key,

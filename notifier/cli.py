@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import click
 import orjson
+from aiokafka.errors import KafkaConnectionError
 
 from notifier import __version__, i18n
 from notifier.app import Configuration, Engine, load_configuration
@@ -78,6 +79,13 @@ def main() -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except KafkaConnectionError as exc:
+        click.echo(
+            f"error: cannot reach the Kafka broker ({exc}); check kafka.bootstrap_servers "
+            "or NOTIFIER_KAFKA__BOOTSTRAP_SERVERS",
+            err=True,
+        )
+        sys.exit(3)
 
 
 def _run_until_signalled(engine: Engine, *, ingest: bool, deliver: bool, api: bool) -> None:
