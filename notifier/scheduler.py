@@ -1,7 +1,7 @@
 """The timer scheduler: fires due escalation steps once, in due order, and then sleeps.
 
-It claims due timers with a lease, fires each in its own transaction (see
-:mod:`notifier.store.timers`), wakes the outbox when a step produced notifications, and then
+It fires due timers in batches, each batch one transaction (see :mod:`notifier.store.timers`),
+wakes the outbox when a step produced notifications, and then
 sleeps until the next timer is due or new work is committed, never polling in a tight loop.
 After downtime it catches up: every overdue timer is due, earliest first.
 """
@@ -59,41 +59,31 @@ class Scheduler:
                 await self._idle(stop)
 
     async def fire_due(self) -> int:
-        """Claim and fire one batch of due timers; return how many were claimed."""
-        now = self._clock.now()
-        claimed = await asyncio.to_thread(self._claim, now)
-        notified = 0
-        for timer in claimed:
-            fired = await asyncio.to_thread(self._fire, timer)
-            notified += fired.notifications
-            self.fired += 1
+        """Fire one batch of due timers; return how many were due."""
+        fired = await asyncio.to_thread(self._fire, self._clock.now())
+        for f in fired:
             log.info(
                 "timer.fired",
-                timer_id=timer.id,
-                alert_id=timer.alert_id,
-                step=timer.step + 1,
-                outcome=fired.outcome,
-                notifications=fired.notifications,
-                lateness=round((now - timer.due_at).total_seconds(), 3),
+                timer_id=f.timer_id,
+                alert_id=f.timer.alert_id,
+                step=f.timer.step + 1,
+                outcome=f.outcome,
+                notifications=f.notifications,
+                lateness=round(f.lateness, 3),
             )
-        if notified:
+        self.fired += len(fired)
+        if any(f.notifications for f in fired):
             self._on_notifications()
-        return len(claimed)
+        return len(fired)
 
-    def _claim(self, now: datetime) -> list[rows.DueTimer]:
+    def _fire(self, now: datetime) -> list[rows.Fired]:
         with self._db.transaction() as conn:
-            return rows.claim_due(
+            return rows.fire_due(
                 conn,
                 now,
                 self._settings.batch_size,
-                self._settings.lease_seconds,
+                self._directory,
                 skip_locked=not self._db.is_sqlite,
-            )
-
-    def _fire(self, timer: rows.DueTimer) -> rows.Fired:
-        with self._db.transaction() as conn:
-            return rows.fire(
-                conn, timer, self._directory, self._clock.now(), lock=not self._db.is_sqlite
             )
 
     async def _idle(self, stop: asyncio.Event) -> None:

@@ -29,8 +29,8 @@ PLAN = {
 }
 
 
-def _seed(db: Database, due: datetime) -> None:
-    """1,000 firing alerts, each with one escalation step due at ``due``."""
+def _seed(db: Database, due: datetime, spread_ms: int = 0) -> None:
+    """1,000 firing alerts, each with one escalation step, due from ``due`` on."""
     now = datetime.now(UTC)
     with db.transaction() as conn:
         conn.execute(
@@ -83,7 +83,7 @@ def _config(tmp: Path, store_url: str) -> Path:
             {
                 "store": {"url": store_url},
                 "http": {"enabled": False},
-                "delivery": {"lease_seconds": 2, "batch_size": 50},
+                "delivery": {"lease_seconds": 2, "batch_size": 5},
                 "templates": {
                     "directory": str(ROOT / "templates"),
                     "locales_directory": str(ROOT / "locales"),
@@ -148,10 +148,10 @@ async def test_sigkill_with_pending_timers_fires_each_exactly_once(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'timers.db'}"
     db = Database(url)
     db.migrate()
-    _seed(db, datetime.now(UTC) + timedelta(seconds=1))
+    _seed(db, datetime.now(UTC) + timedelta(seconds=1), spread_ms=3)
     config = _config(tmp_path, url)
     proc = await _engine(config)
-    await _until(lambda: _counts(db)[0] >= TIMERS // 4, 60)
+    await _until(lambda: _counts(db)[0] >= TIMERS // 10, 60)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     at_kill = _counts(db)[0]

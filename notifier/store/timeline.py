@@ -42,7 +42,11 @@ def find_alert_id(conn: Connection, ref: str) -> str:
         raise AlertNotFound(
             f"alert id {ref!r} is too short: give at least {_MIN_PREFIX} characters"
         )
-    ids = list(conn.scalars(select(alerts.c.id).where(alerts.c.id.startswith(ref)).limit(2)))
+    # A range, not LIKE: SQLite's LIKE is case-insensitive and cannot use the primary key.
+    upper = ref[:-1] + chr(ord(ref[-1]) + 1)
+    ids = list(
+        conn.scalars(select(alerts.c.id).where(alerts.c.id >= ref, alerts.c.id < upper).limit(2))
+    )
     if not ids:
         raise AlertNotFound(f"no alert with id {ref!r} (list them with `notifier alerts`)")
     if len(ids) > 1:

@@ -1,9 +1,9 @@
 """The timers table: scheduling escalation steps, claiming due ones, firing them once.
 
-A claim is a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several instances share the
-work). Firing happens in one transaction that also writes the step's notifications, the next
-step's timer and the timeline entry, and marks the timer done: a crash before the commit
-leaves the timer to be claimed again after its lease; after it, the timer is done. Timer ids
+Due timers are selected and fired in one transaction (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so several instances share the work) that also writes the steps' notifications,
+the next steps' timers and the timeline entries, and marks the timers done: a crash before
+the commit leaves them pending for the next pass; after it, they are done. Timer ids
 and notification ids derive from what they are for, so nothing can be scheduled or sent twice.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, bindparam, func, insert, select, type_coerce, update
 
 from notifier.directory import ChannelKind, Directory
 from notifier.escalation import Plan, StepDecision, Stop, decide_step
@@ -42,6 +42,8 @@ class Fired:
     timer_id: str
     outcome: str
     notifications: int
+    timer: DueTimer
+    lateness: float
 
 
 def timer_rows(scheduled: Sequence[EscalationTimer]) -> list[dict[str, Any]]:
@@ -62,30 +64,25 @@ def timer_rows(scheduled: Sequence[EscalationTimer]) -> list[dict[str, Any]]:
     ]
 
 
-def claim_due(
-    conn: Connection, now: datetime, limit: int, lease_seconds: float, *, skip_locked: bool
-) -> list[DueTimer]:
-    """Lease up to ``limit`` due timers, earliest first."""
+def fire_due(
+    conn: Connection, now: datetime, limit: int, directory: Directory, *, skip_locked: bool
+) -> list[Fired]:
+    """Fire up to ``limit`` due timers, earliest first, in the caller's transaction.
+
+    Claiming and firing share the transaction: on PostgreSQL the selected rows stay locked
+    (``SKIP LOCKED`` lets other instances take the next ones) until the commit that also
+    holds their effects and marks them done, so a timer fires at most once; a crash before
+    the commit leaves it pending for the next pass.
+    """
     query = (
         select(timers)
-        .where(
-            timers.c.state == "pending",
-            timers.c.due_at <= now,
-            timers.c.lease_expires_at.is_(None) | (timers.c.lease_expires_at <= now),
-        )
+        .where(timers.c.state == "pending", timers.c.due_at <= now)
         .order_by(timers.c.due_at)
         .limit(limit)
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
-    rows = list(conn.execute(query).mappings())
-    if rows:
-        conn.execute(
-            update(timers)
-            .where(timers.c.id.in_([r["id"] for r in rows]))
-            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-        )
-    return [
+    due = [
         DueTimer(
             r["id"],
             r["alert_id"],
@@ -95,111 +92,130 @@ def claim_due(
             r["event_key"],
             Plan.from_json(r["plan"]),
         )
-        for r in rows
+        for r in conn.execute(query).mappings()
     ]
-
-
-def fire(
-    conn: Connection, timer: DueTimer, directory: Directory, now: datetime, *, lock: bool
-) -> Fired:
-    """Decide and apply one due timer (inside the caller's transaction)."""
-    state_query = select(timers.c.state).where(timers.c.id == timer.id)
-    alert_query = select(alerts.c.status, alerts.c.occurrence).where(alerts.c.id == timer.alert_id)
-    if lock:
-        state_query = state_query.with_for_update()
-        alert_query = alert_query.with_for_update()
-    if conn.execute(state_query).scalar() != "pending":
-        return Fired(timer.id, "already", 0)  # another instance fired it meanwhile
-    status, occurrence = conn.execute(alert_query).one()
-    decision = decide_step(
-        timer.plan,
-        timer.step,
-        timer_occurrence=timer.occurrence,
-        alert_occurrence=occurrence,
-        alert_status=status,
-        now=now,
+    if not due:
+        return []
+    head_query = select(alerts.c.id, alerts.c.status, alerts.c.occurrence).where(
+        alerts.c.id.in_({t.alert_id for t in due})
     )
-    sent = 0
-    if isinstance(decision, Stop):
-        outcome = decision.value
-    else:
-        sent = _escalate(conn, timer, decision, directory, now)
-        outcome = "fired"
-    conn.execute(
-        update(timers)
-        .where(timers.c.id == timer.id)
-        .values(state="done", fired_at=now, outcome=outcome, lease_expires_at=None)
-    )
-    return Fired(timer.id, outcome, sent)
+    if skip_locked:
+        head_query = head_query.with_for_update()
+    heads = {alert_id: (status, occ) for alert_id, status, occ in conn.execute(head_query)}
+    writes = _Writes()
+    fired = []
+    for timer in due:
+        status, occurrence = heads.get(timer.alert_id, ("resolved", timer.occurrence))
+        decision = decide_step(
+            timer.plan,
+            timer.step,
+            timer_occurrence=timer.occurrence,
+            alert_occurrence=occurrence,
+            alert_status=status,
+            now=now,
+        )
+        if isinstance(decision, Stop):
+            outcome, sent = decision.value, 0
+        else:
+            outcome, sent = "fired", writes.escalate(timer, decision, directory, now)
+        writes.done.append({"b_id": timer.id, "b_outcome": outcome, "b_at": now})
+        fired.append(Fired(timer.id, outcome, sent, timer, (now - timer.due_at).total_seconds()))
+    writes.apply(conn)
+    return fired
 
 
-def _escalate(
-    conn: Connection, timer: DueTimer, decision: StepDecision, directory: Directory, now: datetime
-) -> int:
-    kind = f"escalated-{decision.step + 1}"
-    rows = []
-    for person_id in decision.people:
-        person = directory.get(person_id)
-        contact = person.contact(ChannelKind.EMAIL) if person is not None else None
-        if person is None or contact is None:
-            continue  # left the directory since the plan was frozen
-        rows.append(
+class _Writes:
+    """Everything a pass over due timers writes, gathered to be written in bulk."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        self.timers: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.done: list[dict[str, Any]] = []
+
+    def escalate(
+        self, timer: DueTimer, decision: StepDecision, directory: Directory, now: datetime
+    ) -> int:
+        """Queue the step's notifications, the next step's timer and the timeline entry."""
+        kind = f"escalated-{decision.step + 1}"
+        before = len(self.notifications)
+        for person_id in decision.people:
+            person = directory.get(person_id)
+            contact = person.contact(ChannelKind.EMAIL) if person is not None else None
+            if person is None or contact is None:
+                continue  # left the directory since the plan was frozen
+            self.notifications.append(
+                {
+                    "id": notification_id(
+                        timer.alert_id, timer.occurrence, kind, person.id, "email"
+                    ),
+                    "alert_id": timer.alert_id,
+                    "occurrence": timer.occurrence,
+                    "kind": kind,
+                    "event_key": timer.event_key,
+                    "person_id": person.id,
+                    "channel": "email",
+                    "address": contact.address,
+                    "recipient_name": person.name,
+                    "tier": "escalation",
+                    "rule": timer.plan.policy,
+                    "template": timer.plan.template,
+                    "clearance": timer.plan.clearance,
+                    "locale": person.locale,
+                    "timezone": person.timezone,
+                    "status": "pending",
+                    "dispatches": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
+        if decision.next_due is not None:
+            step = decision.step + 1
+            self.timers.append(
+                {
+                    "id": timer_id(timer.alert_id, timer.occurrence, step),
+                    "alert_id": timer.alert_id,
+                    "occurrence": timer.occurrence,
+                    "kind": "escalation",
+                    "step": step,
+                    "due_at": decision.next_due,
+                    "event_key": timer.event_key,
+                    "plan": timer.plan.to_json(),
+                    "state": "pending",
+                }
+            )
+        self.timeline.append(
             {
-                "id": notification_id(timer.alert_id, timer.occurrence, kind, person.id, "email"),
                 "alert_id": timer.alert_id,
                 "occurrence": timer.occurrence,
-                "kind": kind,
-                "event_key": timer.event_key,
-                "person_id": person.id,
-                "channel": "email",
-                "address": contact.address,
-                "recipient_name": person.name,
-                "tier": "escalation",
-                "rule": timer.plan.policy,
-                "template": timer.plan.template,
-                "clearance": timer.plan.clearance,
-                "locale": person.locale,
-                "timezone": person.timezone,
-                "status": "pending",
-                "dispatches": 0,
-                "next_attempt_at": now,
-                "created_at": now,
+                "at": now,
+                "kind": "escalated",
+                "actor": f"escalation:{timer.plan.policy}",
+                "channel": "timer",
+                "note": f"step {decision.step + 1}: {', '.join(decision.people) or 'nobody'}",
             }
         )
-    if rows:
-        conn.execute(insert(notifications), rows)
-    if decision.next_due is not None:
-        step = decision.step + 1
+        return len(self.notifications) - before
+
+    def apply(self, conn: Connection) -> None:
+        """Write everything gathered."""
+        if self.notifications:
+            conn.execute(insert(notifications), self.notifications)
+        if self.timers:
+            conn.execute(insert(timers), self.timers)
+        if self.timeline:
+            conn.execute(insert(alert_timeline), self.timeline)
         conn.execute(
-            insert(timers).values(
-                id=timer_id(timer.alert_id, timer.occurrence, step),
-                alert_id=timer.alert_id,
-                occurrence=timer.occurrence,
-                kind="escalation",
-                step=step,
-                due_at=decision.next_due,
-                event_key=timer.event_key,
-                plan=timer.plan.to_json(),
-                state="pending",
-            )
+            update(timers)
+            .where(timers.c.id == bindparam("b_id"))
+            .values(state="done", fired_at=bindparam("b_at"), outcome=bindparam("b_outcome")),
+            self.done,
         )
-    conn.execute(
-        insert(alert_timeline).values(
-            alert_id=timer.alert_id,
-            occurrence=timer.occurrence,
-            at=now,
-            kind="escalated",
-            actor=f"escalation:{timer.plan.policy}",
-            channel="timer",
-            note=f"step {decision.step + 1}: {', '.join(decision.people) or 'nobody'}",
-        )
-    )
-    return len(rows)
 
 
 def next_due(conn: Connection) -> datetime | None:
-    """When the earliest pending timer is due (or its lease runs out)."""
-    earliest = func.min(func.coalesce(timers.c.lease_expires_at, timers.c.due_at))
+    """When the earliest pending timer is due."""
+    earliest = func.min(timers.c.due_at)
     value: datetime | None = conn.execute(
         select(type_coerce(earliest, UTCDateTime())).where(timers.c.state == "pending")
     ).scalar()
