@@ -203,7 +203,7 @@ rejections = Table(
     UniqueConstraint("topic", "partition", "offset"),
 )
 
-# Durable timers (escalation steps): claimed when due with a lease, fired at most once. The
+# Durable timers (escalation steps): fired at most once, in the transaction that selects them. The
 # occurrence is the fencing token: a timer of an earlier occurrence never acts on a newer one.
 timers = Table(
     "timers",
@@ -217,7 +217,6 @@ timers = Table(
     Column("event_key", String(32), nullable=False),
     Column("plan", JSON, nullable=False),
     Column("state", String(16), nullable=False),
-    Column("lease_expires_at", UTCDateTime),
     Column("fired_at", UTCDateTime),
     Column("outcome", String(16)),
 )

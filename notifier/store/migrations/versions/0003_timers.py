@@ -26,7 +26,6 @@ def upgrade() -> None:
         sa.Column("event_key", sa.String(32), nullable=False),
         sa.Column("plan", sa.JSON(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("lease_expires_at", sa.DateTime(), nullable=True),
         sa.Column("fired_at", sa.DateTime(), nullable=True),
         sa.Column("outcome", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_timers"),
