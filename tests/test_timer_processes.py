@@ -66,7 +66,7 @@ def _seed(db: Database, due: datetime, spread_ms: int = 0) -> None:
                     "occurrence": 1,
                     "kind": "escalation",
                     "step": 0,
-                    "due_at": due,
+                    "due_at": due + timedelta(milliseconds=spread_ms * i),
                     "event_key": "k",
                     "plan": PLAN,
                     "state": "pending",
@@ -148,7 +148,8 @@ async def test_sigkill_with_pending_timers_fires_each_exactly_once(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'timers.db'}"
     db = Database(url)
     db.migrate()
-    _seed(db, datetime.now(UTC) + timedelta(seconds=1), spread_ms=3)
+    # Due over ten seconds, so the kill lands mid-way even on a slow, busy machine.
+    _seed(db, datetime.now(UTC) + timedelta(seconds=2), spread_ms=10)
     config = _config(tmp_path, url)
     proc = await _engine(config)
     await _until(lambda: _counts(db)[0] >= TIMERS // 10, 60)
