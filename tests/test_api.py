@@ -201,3 +201,35 @@ async def test_expired_tampered_and_unauthorised_links_are_refused(api: Api) -> 
     partner = api.signer.sign(alert_id, 1, "carlos.ruiz")
     assert (await api.client.post(f"/ack/{partner}")).status_code == 403
     assert api.status() == "firing"
+
+
+async def test_readiness_reports_what_is_unavailable(tmp_path: Path) -> None:
+    """/readyz answers 503 and names the broker problem while /healthz stays up."""
+    db = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    db.migrate()
+    settings = Settings(config_dir=ROOT / "config")
+    clock = FakeClock(T0)
+
+    async def publish(batch: Sequence[tuple[bytes, bytes]]) -> None:
+        raise AssertionError("nothing is published here")
+
+    ctx = ApiContext(
+        settings,
+        db,
+        _directory(tmp_path),
+        clock,
+        LinkSigner(settings.links.secrets, 60, clock),
+        publish,
+        lambda: broker_problem("127.0.0.1:1"),
+    )
+    server = HttpServer(create_app(ctx), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["problems"]["broker"].startswith("127.0.0.1:1")
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await server.stop()
+        db.dispose()
