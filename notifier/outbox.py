@@ -26,6 +26,7 @@ from notifier.settings import DeliverySettings
 from notifier.store import Database
 from notifier.store import outbox as rows
 from notifier.templating import Renderer
+from notifier.worker import Wakeup, work_until_stopped
 
 log = structlog.get_logger(__name__)
 
@@ -50,27 +51,26 @@ class Dispatcher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._links = links
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self.sent = 0
         self.failed = 0
 
     def wake(self) -> None:
         """Tell the dispatcher that new notifications were committed."""
-        self._wake.set()
+        self._wakeup.ring()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until ``stop`` is set; sends in flight finish before it returns."""
-        while not stop.is_set():
-            try:
-                claimed = await self.drain_once()
-            except Exception:
-                # A store hiccup (locked, connection lost) must not end delivery: log, back off.
-                log.exception("outbox.drain_failed")
-                claimed = 0
-            if claimed:
-                continue
-            await self._idle(stop)
+        await work_until_stopped(
+            "outbox",
+            once=self.drain_once,
+            next_due=self._next_due,
+            wakeup=self._wakeup,
+            clock=self._clock,
+            stop=stop,
+            max_sleep=self._settings.poll_interval_seconds,
+        )
 
     async def drain_once(self) -> int:
         """Claim one batch of due notifications and send them; return how many were claimed."""
@@ -104,19 +104,6 @@ class Dispatcher:
                 self._settings.lease_seconds,
                 skip_locked=not self._db.is_sqlite,
             )
-
-    async def _idle(self, stop: asyncio.Event) -> None:
-        due = await asyncio.to_thread(self._next_due)
-        timeout = self._settings.poll_interval_seconds
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self._clock.now()).total_seconds()))
-        self._wake.clear()
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
 
     def _next_due(self) -> datetime | None:
         with self._db.engine.connect() as conn:

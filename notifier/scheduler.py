@@ -19,6 +19,7 @@ from notifier.directory import Directory
 from notifier.settings import DeliverySettings
 from notifier.store import Database
 from notifier.store import timers as rows
+from notifier.worker import Wakeup, work_until_stopped
 
 log = structlog.get_logger(__name__)
 
@@ -39,24 +40,24 @@ class Scheduler:
         self._settings = settings
         self._clock = clock
         self._on_notifications = on_notifications
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup()
         self.fired = 0
 
     def wake(self) -> None:
         """Tell the scheduler that new timers were committed."""
-        self._wake.set()
+        self._wakeup.ring()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire timers until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                claimed = await self.fire_due()
-            except Exception:
-                # A store hiccup must not end escalations: log, then wait like an idle loop.
-                log.exception("scheduler.failed")
-                claimed = 0
-            if not claimed:
-                await self._idle(stop)
+        await work_until_stopped(
+            "timers",
+            once=self.fire_due,
+            next_due=self._next_due,
+            wakeup=self._wakeup,
+            clock=self._clock,
+            stop=stop,
+            max_sleep=self._settings.poll_interval_seconds * 30,
+        )
 
     async def fire_due(self) -> int:
         """Fire one batch of due timers; return how many were due."""
@@ -85,19 +86,6 @@ class Scheduler:
                 self._directory,
                 skip_locked=not self._db.is_sqlite,
             )
-
-    async def _idle(self, stop: asyncio.Event) -> None:
-        due = await asyncio.to_thread(self._next_due)
-        timeout = self._settings.poll_interval_seconds * 30
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self._clock.now()).total_seconds()))
-        self._wake.clear()
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
 
     def _next_due(self) -> datetime | None:
         with self._db.engine.connect() as conn:
