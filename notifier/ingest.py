@@ -29,7 +29,7 @@ from notifier.clock import Clock
 from notifier.pipeline import BatchOutcome, BatchProcessor, RawRecord, Refused
 from notifier.settings import KafkaSettings
 from notifier.store import Database
-from notifier.store.batch import load_offsets
+from notifier.store.offsets import load_offsets
 
 log = structlog.get_logger(__name__)
 

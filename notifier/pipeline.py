@@ -27,10 +27,10 @@ from notifier.store.batch import (
     Rejection,
     alert_heads,
     escalated_recipients,
-    fence_offsets,
     seen_event_keys,
     write_batch,
 )
+from notifier.store.offsets import fence_offsets
 
 log = structlog.get_logger(__name__)
 

@@ -25,6 +25,7 @@ from babel.messages.pofile import read_po
 from click.testing import CliRunner, Result
 
 import notifier.cli
+import notifier.cli_state
 from notifier.cli import cli
 from notifier.store import Database
 
@@ -58,6 +59,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("NOTIFIER_"):
             monkeypatch.delenv(name)
     monkeypatch.setattr(notifier.cli, "configure", lambda settings: None)
+    monkeypatch.setattr(notifier.cli_state, "configure", lambda settings: None)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
 from notifier.store import Database
 from notifier.store import outbox as rows
-from notifier.store.batch import load_offsets
+from notifier.store.offsets import load_offsets
 from notifier.store.queries import counts
 from notifier.store.schema import metadata
 

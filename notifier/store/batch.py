@@ -6,19 +6,17 @@ alerts, event records, notifications, rejections **and its consumed offsets** co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Insert,
     Integer,
     String,
     Table,
     Text,
-    Update,
     bindparam,
     case,
     func,
@@ -33,12 +31,12 @@ from notifier.correlate import AlertHead, Correlation, Effect
 from notifier.directory import ChannelKind, Directory
 from notifier.intents import EscalationTimer, Intent
 from notifier.routing import Clearance, Recipient
-from notifier.store.database import StaleOffsetsError
+from notifier.store.bulk import Bulk
+from notifier.store.offsets import advance_offsets
 from notifier.store.schema import (
     UTCDateTime,
     alert_timeline,
     alerts,
-    consumer_offsets,
     event_keys,
     events,
     notifications,
@@ -62,107 +60,9 @@ class Rejection:
     detail: str
 
 
-class _Bulk:
-    """A statement compiled once per dialect and run through the driver's ``executemany``.
-
-    The hot path writes thousands of rows per batch; SQLAlchemy's generic per-row parameter
-    handling costs more than the database does. This keeps the same types (their public bind
-    processors) but applies them in one tight loop.
-    """
-
-    def __init__(self, stmt: Insert | Update, types: Mapping[str, TypeEngine[Any]]) -> None:
-        self._stmt = stmt
-        self._types = types
-        self._compiled: dict[str, tuple[str, list[str], bool, dict[str, Any], dict[str, Any]]] = {}
-
-    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute the statement once per row (rows are dicts keyed by bind parameter)."""
-        if not rows:
-            return
-        dialect = conn.dialect
-        cached = self._compiled.get(dialect.name)
-        if cached is None:
-            compiled = self._stmt.compile(dialect=dialect)
-            processors = {}
-            for name, type_ in self._types.items():
-                proc = type_.bind_processor(dialect)
-                if proc is not None:
-                    # Only for datetimes: identity says nothing about a mutable value.
-                    memo = isinstance(type_, UTCDateTime)
-                    processors[name] = _remember_last(proc) if memo else proc
-            positional = bool(compiled.positional and compiled.positiontup)
-            names = list(compiled.positiontup or ()) if positional else list(compiled.params)
-            # Literal values in the statement (e.g. a CASE comparing with 'firing') are bound
-            # parameters too; rows never carry them.
-            literals = {k: v for k, v in compiled.params.items() if k not in self._types}
-            cached = (str(compiled), names, positional, processors, literals)
-            self._compiled[dialect.name] = cached
-        sql, names, positional, processors, literals = cached
-        params: list[Any] = []
-        for row in rows:
-            # Columns a row leaves out are NULL, as with a plain INSERT.
-            values = [row[n] if n in row else literals.get(n) for n in names]
-            for i, n in enumerate(names):
-                process = processors.get(n)
-                if process is not None and values[i] is not None:
-                    values[i] = process(values[i])
-            params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
-        conn.exec_driver_sql(sql, params)
-
-
-def _remember_last(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Wrap a bind processor to reuse its last result: a batch stamps one ``now`` on each row."""
-    last_in: Any = None
-    last_out: Any = None
-
-    def process(value: Any) -> Any:
-        nonlocal last_in, last_out
-        if value is not last_in:
-            last_in, last_out = value, proc(value)
-        return last_out
-
-    return process
-
-
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
-
-
-def load_offsets(conn: Connection, group: str, topic: str) -> dict[int, int]:
-    """Return the next offset to read per partition, as last committed with a batch."""
-    rows = conn.execute(
-        select(consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
-            consumer_offsets.c.group_id == group, consumer_offsets.c.topic == topic
-        )
-    )
-    return {int(p): int(o) for p, o in rows}
-
-
-def fence_offsets(
-    conn: Connection, group: str, topic: str, starts: Mapping[int, int], lock: bool
-) -> dict[int, int]:
-    """Check that no partition's stored offset is past where this batch starts.
-
-    Raises StaleOffsetsError when another consumer already stored a later position (after
-    a rebalance): applying the batch again would apply its events twice. On PostgreSQL the
-    offset rows are locked until commit, so two instances cannot both pass the check.
-    """
-    query = select(consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
-        consumer_offsets.c.group_id == group,
-        consumer_offsets.c.topic == topic,
-        consumer_offsets.c.partition.in_(list(starts)),
-    )
-    if lock:
-        query = query.with_for_update()
-    stored = {int(p): int(o) for p, o in conn.execute(query)}
-    for partition, start in starts.items():
-        # ">" rather than "!=": offsets may have gaps (compaction, transaction markers).
-        if partition in stored and stored[partition] > start:
-            raise StaleOffsetsError(
-                f"partition {partition}: batch starts at {start}, store is at {stored[partition]}"
-            )
-    return stored
 
 
 def seen_event_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
@@ -295,7 +195,7 @@ def write_batch(
             for r in rejected
         ],
     )
-    _advance_offsets(conn, group, topic, next_offsets, stored_offsets, now)
+    advance_offsets(conn, group, topic, next_offsets, stored_offsets, now)
 
 
 def _write_alerts(conn: Connection, c: Correlation) -> None:
@@ -369,22 +269,22 @@ _TIMELINE_COLUMNS = (
     "note",
     "event_key",
 )
-_INSERT_TIMELINE = _Bulk(
+_INSERT_TIMELINE = Bulk(
     insert(alert_timeline).values({c: bindparam(c) for c in _TIMELINE_COLUMNS}),
     _types(alert_timeline),
 )
-_INSERT_TIMERS = _Bulk(insert(timers), _types(timers))
-_INSERT_EVENT_KEYS = _Bulk(insert(event_keys), _types(event_keys))
-_INSERT_EVENTS = _Bulk(insert(events), _types(events))
-_INSERT_ALERTS = _Bulk(insert(alerts), _types(alerts))
-_INSERT_NOTIFICATIONS = _Bulk(insert(notifications), _types(notifications))
-_INSERT_REJECTIONS = _Bulk(
+_INSERT_TIMERS = Bulk(insert(timers), _types(timers))
+_INSERT_EVENT_KEYS = Bulk(insert(event_keys), _types(event_keys))
+_INSERT_EVENTS = Bulk(insert(events), _types(events))
+_INSERT_ALERTS = Bulk(insert(alerts), _types(alerts))
+_INSERT_NOTIFICATIONS = Bulk(insert(notifications), _types(notifications))
+_INSERT_REJECTIONS = Bulk(
     insert(rejections).values(
         {c: bindparam(c) for c in ("topic", "partition", "offset", "code", "detail", "received_at")}
     ),
     _types(rejections),
 )
-_REWRITE_ALERTS = _Bulk(
+_REWRITE_ALERTS = Bulk(
     update(alerts)
     .where(alerts.c.id == bindparam("b_id"))
     .values(
@@ -408,7 +308,7 @@ _REWRITE_ALERTS = _Bulk(
     ),
     _types(alerts, "b_"),
 )
-_TOUCH_ALERTS = _Bulk(
+_TOUCH_ALERTS = Bulk(
     update(alerts)
     .where(alerts.c.id == bindparam("b_id"))
     .values(
@@ -445,40 +345,3 @@ def _intent_row(intent: Intent) -> dict[str, Any]:
         "next_attempt_at": intent.created_at,
         "created_at": intent.created_at,
     }
-
-
-def _advance_offsets(
-    conn: Connection,
-    group: str,
-    topic: str,
-    next_offsets: Mapping[int, int],
-    stored: Mapping[int, int],
-    now: datetime,
-) -> None:
-    fresh = [p for p in next_offsets if p not in stored]
-    known = [p for p in next_offsets if p in stored]
-    if fresh:
-        conn.execute(
-            insert(consumer_offsets),
-            [
-                {
-                    "group_id": group,
-                    "topic": topic,
-                    "partition": p,
-                    "next_offset": next_offsets[p],
-                    "updated_at": now,
-                }
-                for p in fresh
-            ],
-        )
-    if known:
-        conn.execute(
-            update(consumer_offsets)
-            .where(
-                consumer_offsets.c.group_id == group,
-                consumer_offsets.c.topic == topic,
-                consumer_offsets.c.partition == bindparam("b_partition"),
-            )
-            .values(next_offset=bindparam("b_next"), updated_at=bindparam("b_now")),
-            [{"b_partition": p, "b_next": next_offsets[p], "b_now": now} for p in known],
-        )
