@@ -31,7 +31,7 @@ from notifier.outbox import Dispatcher
 from notifier.pipeline import BatchOutcome, BatchProcessor
 from notifier.routing import Router, RoutingConfig
 from notifier.scheduler import Scheduler
-from notifier.settings import Settings
+from notifier.settings import DEV_LINK_SECRET, Settings
 from notifier.store import Database
 from notifier.store.outbox import PendingNotification
 from notifier.templating import Renderer
@@ -147,6 +147,12 @@ class Engine:
         if self._started:
             return
         await asyncio.to_thread(self.db.migrate)
+        s = self.config.settings
+        if any(secret.get_secret_value() == DEV_LINK_SECRET for secret in s.links.secrets):
+            log.warning(
+                "links.development_secret",
+                advice="set NOTIFIER_LINKS__SECRETS before sending real pages",
+            )
         if api:
             h = self.config.settings.http
             self.http = HttpServer(create_app(self.api_context()), h.host, h.port)

@@ -26,6 +26,9 @@ from notifier.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/notifier.yaml")
 
+# Lets the demo and tests run without setup; the engine warns while it is in use.
+DEV_LINK_SECRET = "dev-only-change-me"  # noqa: S105 - a documented placeholder, warned about
+
 _yaml_path: ContextVar[Path | None] = ContextVar("notifier_yaml_path", default=None)
 
 
@@ -131,7 +134,7 @@ class LinkSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     secrets: list[SecretStr] = Field(
-        default_factory=lambda: [SecretStr("dev-only-change-me")],
+        default_factory=lambda: [SecretStr(DEV_LINK_SECRET)],
         min_length=1,
         description='set NOTIFIER_LINKS__SECRETS=\'["new", "old"]\' in production',
     )
