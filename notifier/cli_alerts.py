@@ -13,7 +13,7 @@ from notifier.cli_state import CliState, pass_state
 from notifier.directory import Directory
 from notifier.lifecycle import Action, TransitionRefused, Verb
 from notifier.store import Database
-from notifier.store.queries import recent_alerts
+from notifier.store.queries import list_alerts
 from notifier.store.timeline import AlertNotFound, apply_action, find_alert_id, timeline
 
 
@@ -39,7 +39,7 @@ def alerts(
         if alert_id is not None:
             _show_timeline(db, alert_id, as_json)
             return
-        rows = recent_alerts(db, status=status, limit=limit)
+        rows = list_alerts(db, state=status, limit=limit)
     finally:
         db.dispose()
     for row in rows:

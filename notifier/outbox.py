@@ -53,8 +53,6 @@ class Dispatcher:
         self._links = links
         self._wakeup = Wakeup()
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self.sent = 0
-        self.failed = 0
 
     def wake(self) -> None:
         """Tell the dispatcher that new notifications were committed."""
@@ -143,7 +141,6 @@ class Dispatcher:
             message.rendered.language,
             message.rendered.template_hash,
         )
-        self.sent += 1
         bound.info("outbox.sent", language=message.rendered.language, template=n.template)
 
     def _mark_sent(self, nid: str, provider_id: str, language: str, template_hash: str) -> None:
@@ -193,5 +190,4 @@ class Dispatcher:
                 rows.mark_failed(conn, n.id, self._clock.now(), reason=reason.value, error=error)
 
         await asyncio.to_thread(write)
-        self.failed += 1
         log.error("outbox.failed", notification_id=n.id, alert_id=n.alert_id, reason=reason.value)

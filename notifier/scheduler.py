@@ -41,7 +41,6 @@ class Scheduler:
         self._clock = clock
         self._on_notifications = on_notifications
         self._wakeup = Wakeup()
-        self.fired = 0
 
     def wake(self) -> None:
         """Tell the scheduler that new timers were committed."""
@@ -72,7 +71,6 @@ class Scheduler:
                 notifications=f.notifications,
                 lateness=round(f.lateness, 3),
             )
-        self.fired += len(fired)
         if any(f.notifications for f in fired):
             self._on_notifications()
         return len(fired)

@@ -75,7 +75,7 @@ def test_acknowledged_alerts_stay_open_for_correlation() -> None:
     assert [r.effect for r in result.records] == [Effect.REPEAT, Effect.RESOLVED]
 
 
-def _ingest(db: Database, *names: str, start: int = 0) -> None:
+def _ingest_docs(db: Database, docs: list[bytes], start: int = 0) -> None:
     router = Router(
         RoutingConfig.load(ROOT / "config" / "routing.yaml"),
         Directory.load(ROOT / "config" / "directory.yaml"),
@@ -88,11 +88,12 @@ def _ingest(db: Database, *names: str, start: int = 0) -> None:
         topic="t",
         max_event_bytes=1 << 20,
     )
-    records = [
-        RawRecord("t", 0, start + i, None, (SAMPLES / n).read_bytes(), ())
-        for i, n in enumerate(names)
-    ]
+    records = [RawRecord("t", 0, start + i, None, doc, ()) for i, doc in enumerate(docs)]
     proc.apply(records, proc.decode(records))
+
+
+def _ingest(db: Database, *names: str) -> None:
+    _ingest_docs(db, [(SAMPLES / n).read_bytes() for n in names])
 
 
 def _only_alert(db: Database) -> str:
@@ -145,23 +146,9 @@ def test_a_new_occurrence_starts_unacknowledged(db: Database) -> None:
         apply_action(conn, alert_id, _action(Verb.ACKNOWLEDGE), lock=not db.is_sqlite)
     refire = orjson.loads((SAMPLES / "alert-firing.json").read_bytes())
     refire["id"] = "refire-1"
-    router = Router(
-        RoutingConfig.load(ROOT / "config" / "routing.yaml"),
-        Directory.load(ROOT / "config" / "directory.yaml"),
+    _ingest_docs(
+        db, [(SAMPLES / "alert-resolved.json").read_bytes(), orjson.dumps(refire)], start=1
     )
-    proc = BatchProcessor(
-        db,
-        router,
-        FakeClock(T0 - timedelta(minutes=10)),
-        group="g",
-        topic="t",
-        max_event_bytes=1 << 20,
-    )
-    records = [
-        RawRecord("t", 0, 1, None, (SAMPLES / "alert-resolved.json").read_bytes(), ()),
-        RawRecord("t", 0, 2, None, orjson.dumps(refire), ()),
-    ]
-    proc.apply(records, proc.decode(records))
     with db.engine.connect() as conn:
         row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().one()
     assert (row["status"], row["occurrence"], row["acknowledged_by"]) == ("firing", 2, None)

@@ -33,6 +33,7 @@ from notifier.intents import EscalationTimer, Intent
 from notifier.routing import Clearance, Recipient
 from notifier.store.bulk import Bulk
 from notifier.store.offsets import advance_offsets
+from notifier.store.outbox import notification_row
 from notifier.store.schema import (
     UTCDateTime,
     alert_timeline,
@@ -322,26 +323,13 @@ _TOUCH_ALERTS = Bulk(
 
 
 def _intent_row(intent: Intent) -> dict[str, Any]:
-    recipient = intent.recipient
     alert = intent.transition.alert
-    return {
-        "id": intent.id,
-        "alert_id": alert.id,
-        "occurrence": alert.occurrence,
-        "kind": intent.transition.effect.value,
-        "event_key": intent.transition.event_key,
-        "person_id": recipient.person.id,
-        "channel": intent.channel,
-        "address": recipient.contact.address,
-        "recipient_name": recipient.person.name,
-        "tier": recipient.tier,
-        "rule": recipient.rule,
-        "template": recipient.template,
-        "clearance": recipient.clearance.value,
-        "locale": recipient.person.locale,
-        "timezone": recipient.person.timezone,
-        "status": "pending",
-        "dispatches": 0,
-        "next_attempt_at": intent.created_at,
-        "created_at": intent.created_at,
-    }
+    return notification_row(
+        intent.id,
+        alert_id=alert.id,
+        occurrence=alert.occurrence,
+        kind=intent.transition.effect.value,
+        event_key=intent.transition.event_key,
+        recipient=intent.recipient,
+        now=intent.created_at,
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, type_coerce, update
 
+from notifier.routing import Recipient
 from notifier.store.schema import UTCDateTime, alerts, events, notifications
 
 
@@ -36,6 +37,40 @@ class PendingNotification:
     timezone: str
     dispatches: int
     payload: dict[str, Any]
+
+
+def notification_row(
+    notification_id: str,
+    *,
+    alert_id: str,
+    occurrence: int,
+    kind: str,
+    event_key: str,
+    recipient: Recipient,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new pending row of the notifications table (the outbox) for one recipient."""
+    return {
+        "id": notification_id,
+        "alert_id": alert_id,
+        "occurrence": occurrence,
+        "kind": kind,
+        "event_key": event_key,
+        "person_id": recipient.person.id,
+        "channel": recipient.contact.channel.value,
+        "address": recipient.contact.address,
+        "recipient_name": recipient.person.name,
+        "tier": recipient.tier,
+        "rule": recipient.rule,
+        "template": recipient.template,
+        "clearance": recipient.clearance.value,
+        "locale": recipient.person.locale,
+        "timezone": recipient.person.timezone,
+        "status": "pending",
+        "dispatches": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def claim_due(

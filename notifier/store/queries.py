@@ -18,27 +18,6 @@ from notifier.store.schema import (
 from notifier.store.timeline import find_alert_id, timeline
 
 
-def recent_alerts(
-    db: Database, *, status: str | None = None, limit: int = 50
-) -> list[dict[str, Any]]:
-    """Alerts, newest first, with how many notifications each produced."""
-    counts = (
-        select(notifications.c.alert_id, func.count().label("n"))
-        .group_by(notifications.c.alert_id)
-        .subquery()
-    )
-    query = (
-        select(alerts, func.coalesce(counts.c.n, 0).label("notifications"))
-        .outerjoin(counts, counts.c.alert_id == alerts.c.id)
-        .order_by(alerts.c.updated_at.desc())
-        .limit(limit)
-    )
-    if status:
-        query = query.where(alerts.c.status == status)
-    with db.engine.connect() as conn:
-        return [dict(row) for row in conn.execute(query).mappings()]
-
-
 def notification_summary(db: Database) -> list[dict[str, Any]]:
     """Every notification with its alert's name, oldest first (for the demo's report)."""
     query = (
@@ -89,8 +68,18 @@ def counts(db: Database) -> dict[str, int]:
 def list_alerts(
     db: Database, *, state: str | None = None, severity: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """Alerts for the API, most recently updated first."""
-    query = select(alerts).order_by(alerts.c.updated_at.desc()).limit(limit)
+    """Alerts, most recently updated first, with how many notifications each produced."""
+    sent = (
+        select(notifications.c.alert_id, func.count().label("n"))
+        .group_by(notifications.c.alert_id)
+        .subquery()
+    )
+    query = (
+        select(alerts, func.coalesce(sent.c.n, 0).label("notifications"))
+        .outerjoin(sent, sent.c.alert_id == alerts.c.id)
+        .order_by(alerts.c.updated_at.desc())
+        .limit(limit)
+    )
     if state:
         query = query.where(alerts.c.status == state)
     if severity:

@@ -19,6 +19,8 @@ from sqlalchemy import Connection, bindparam, func, insert, select, type_coerce,
 from notifier.directory import ChannelKind, Directory
 from notifier.escalation import Plan, StepDecision, Stop, decide_step
 from notifier.intents import EscalationTimer, notification_id, timer_id
+from notifier.routing import Clearance, Recipient
+from notifier.store.outbox import notification_row
 from notifier.store.schema import UTCDateTime, alert_timeline, alerts, notifications, timers
 
 
@@ -144,30 +146,24 @@ class _Writes:
             contact = person.contact(ChannelKind.EMAIL) if person is not None else None
             if person is None or contact is None:
                 continue  # left the directory since the plan was frozen
+            recipient = Recipient(
+                person,
+                contact,
+                "escalation",
+                timer.plan.policy,
+                timer.plan.template,
+                Clearance(timer.plan.clearance),
+            )
             self.notifications.append(
-                {
-                    "id": notification_id(
-                        timer.alert_id, timer.occurrence, kind, person.id, "email"
-                    ),
-                    "alert_id": timer.alert_id,
-                    "occurrence": timer.occurrence,
-                    "kind": kind,
-                    "event_key": timer.event_key,
-                    "person_id": person.id,
-                    "channel": "email",
-                    "address": contact.address,
-                    "recipient_name": person.name,
-                    "tier": "escalation",
-                    "rule": timer.plan.policy,
-                    "template": timer.plan.template,
-                    "clearance": timer.plan.clearance,
-                    "locale": person.locale,
-                    "timezone": person.timezone,
-                    "status": "pending",
-                    "dispatches": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
+                notification_row(
+                    notification_id(timer.alert_id, timer.occurrence, kind, person.id, "email"),
+                    alert_id=timer.alert_id,
+                    occurrence=timer.occurrence,
+                    kind=kind,
+                    event_key=timer.event_key,
+                    recipient=recipient,
+                    now=now,
+                )
             )
         if decision.next_due is not None:
             step = decision.step + 1
