@@ -25,6 +25,7 @@ from notifier.directory import Directory
 from notifier.errors import ConfigError
 from notifier.i18n import Catalogs
 from notifier.ingest import Ingestor
+from notifier.intents import split_kind
 from notifier.lifecycle import Verb
 from notifier.links import LinkSigner
 from notifier.outbox import Dispatcher
@@ -67,6 +68,13 @@ def load_configuration(settings: Settings) -> Configuration:
                 f"routing rule {rule.name!r} names template {rule.template!r}, which is not in "
                 f"{settings.templates.directory}/ (available: {', '.join(sorted(available))})"
             )
+    missing = router.templates() - available
+    if missing:
+        raise ConfigError(
+            f"{settings.resolve(settings.routing_file)}: the escalation policies and receipt "
+            f"tiers need the templates {', '.join(sorted(missing))}, which are not in "
+            f"{settings.templates.directory}/"
+        )
     return Configuration(settings, directory, router, catalogs, renderer)
 
 
@@ -88,13 +96,21 @@ class Engine:
             "email": EmailChannel(s.smtp, concurrency=s.delivery.concurrency, clock=self.clock)
         }
         self.signer = LinkSigner(s.links.secrets, s.links.ttl_seconds, self.clock)
+        self.receipt_signer = LinkSigner(
+            s.links.secrets,
+            s.links.receipt_ttl_seconds,
+            self.clock,
+            salt="notifier.receipt",
+            path="receipt",
+            what="confirm-receipt link",
+        )
         self.dispatcher = Dispatcher(
             self.db,
             config.renderer,
             self.channels,
             s.delivery,
             self.clock,
-            links=self.ack_links,
+            links=self.links_for,
         )
         processor = BatchProcessor(
             self.db,
@@ -123,15 +139,35 @@ class Engine:
             signer=self.signer,
             publish=self.publisher.publish,
             broker_problem=lambda: broker_problem(s.kafka.bootstrap_servers),
+            receipts=self.receipt_signer,
+            on_change=self._wake,
         )
 
-    def ack_links(self, n: PendingNotification) -> dict[str, str]:
-        """An acknowledgment link for pages to people allowed to acknowledge."""
-        pages = n.kind == "firing" or n.kind.startswith("escalated")
-        if not pages or not self.config.directory.may(n.person_id, Verb.ACKNOWLEDGE):
-            return {}
-        token = self.signer.sign(n.alert_id, n.occurrence, n.person_id)
-        return {"acknowledge": self.signer.url(self.config.settings.http.public_url, token)}
+    def _wake(self) -> None:
+        self.dispatcher.wake()
+        self.scheduler.wake()
+
+    def links_for(self, n: PendingNotification) -> dict[str, str]:
+        """The signed links a notification offers its reader.
+
+        Pages (``firing``, ``escalated-N``) to people allowed to acknowledge get an
+        acknowledgment link; policy notices to tiers that must confirm receipt, and the
+        reminders about them, get a confirm-receipt link.
+        """
+        base = self.config.settings.http.public_url
+        status, _ = split_kind(n.kind)
+        links = {}
+        if status in ("firing", "escalated") and self.config.directory.may(
+            n.person_id, Verb.ACKNOWLEDGE
+        ):
+            token = self.signer.sign(n.alert_id, n.occurrence, n.person_id)
+            links["acknowledge"] = self.signer.url(base, token)
+        tier = self.config.router.config.tiers.get(n.tier)
+        asks_receipt = status == "notice" and tier is not None and tier.confirm_receipt
+        if asks_receipt or status == "receipt-reminder":
+            token = self.receipt_signer.sign(n.alert_id, n.occurrence, n.person_id)
+            links["confirm"] = self.receipt_signer.url(base, token)
+        return links
 
     def _after_batch(self, outcome: BatchOutcome) -> None:
         if outcome.notifications:

@@ -15,6 +15,7 @@ from notifier import __version__, i18n
 from notifier.app import Engine
 from notifier.broker import publish, records_for, split_documents
 from notifier.cli_alerts import ack, alerts, tokens
+from notifier.cli_alerts import update as post_status_update
 from notifier.cli_state import CliState, pass_state
 from notifier.decoding import decode_record
 from notifier.demo import run_demo
@@ -282,3 +283,4 @@ def check(state: CliState) -> None:
 cli.add_command(alerts)
 cli.add_command(ack)
 cli.add_command(tokens)
+cli.add_command(post_status_update)

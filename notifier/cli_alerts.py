@@ -1,4 +1,5 @@
-"""Commands for people on call: list alerts, show a timeline, acknowledge, API tokens."""
+"""Commands for people on call: list alerts, show a timeline, acknowledge, post status
+updates, API tokens."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from notifier.directory import Directory
 from notifier.lifecycle import Action, TransitionRefused, Verb
 from notifier.store import Database
 from notifier.store.queries import list_alerts
-from notifier.store.timeline import AlertNotFound, apply_action, find_alert_id, timeline
+from notifier.store.timeline import (
+    AlertNotFound,
+    UpdateRefused,
+    apply_action,
+    find_alert_id,
+    post_update,
+    timeline,
+)
 
 
 @click.command()
@@ -105,7 +113,9 @@ def ack(state: CliState, alert_id: str, person: str, note: str | None, resolve: 
         if "alerts" not in db.tables():
             raise click.ClickException("the store has no alerts yet (`notifier run` creates it)")
         with db.transaction() as conn:
-            result = apply_action(conn, alert_id, action, lock=not db.is_sqlite)
+            result = apply_action(
+                conn, alert_id, action, lock=not db.is_sqlite, directory=directory
+            )
     except (AlertNotFound, TransitionRefused) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -116,6 +126,38 @@ def ack(state: CliState, alert_id: str, person: str, note: str | None, resolve: 
         click.echo(f"already {result.outcome.after.value}{who}: {what}")
     else:
         click.echo(f"{result.outcome.after.value} by {person}: {what}")
+
+
+@click.command()
+@click.argument("alert_id")
+@click.option("--by", "person", required=True, help="Your person id in the directory.")
+@click.option("--note", required=True, help="The update, as stakeholders should read it.")
+@pass_state
+def update(state: CliState, alert_id: str, person: str, note: str) -> None:
+    """Post a status update on an open alert.
+
+    Policies with status_updates send the latest update to their stakeholder tiers at each
+    scheduled update, and stop reminding the commander while updates keep coming.
+    """
+    settings = state.settings()
+    directory = Directory.load(settings.resolve(settings.directory_file))
+    if directory.get(person) is None:
+        raise click.ClickException(f"nobody with id {person!r} in the directory")
+    if not directory.may(person, Verb.ACKNOWLEDGE):
+        raise click.ClickException(
+            f"{person} may not post status updates (permissions.acknowledge decides who may)"
+        )
+    db = Database(settings.store.url)
+    try:
+        if "alerts" not in db.tables():
+            raise click.ClickException("the store has no alerts yet (`notifier run` creates it)")
+        with db.transaction() as conn:
+            found = post_update(conn, alert_id, person, note.strip(), datetime.now(UTC))
+    except (AlertNotFound, UpdateRefused) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+    click.echo(f"update recorded on alert {found[:12]}; it goes out with the next scheduled update")
 
 
 @click.group()

@@ -3,8 +3,10 @@
 Templates never see raw events; they see this stable context, built from the stored event and
 the recipient. Fields under the event's ``confidential`` section are present only when the
 recipient's clearance is ``confidential``; otherwise ``confidential`` is None. ``links`` holds
-the addresses made for this recipient (``acknowledge``: a signed acknowledgment page), or is
-empty.
+the addresses made for this recipient (``acknowledge``: a signed acknowledgment page;
+``confirm``: a signed confirm-receipt page), or is empty. ``status`` and ``step`` come from
+the notification's kind (``escalated-2``: status ``escalated``, step 2), ``details`` from
+what the follow-up recorded (who acknowledged, the latest status update, ...).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from notifier.details import decode
 from notifier.events import ALERT_TYPE, AlertData, CloudEvent, PolicyData
+from notifier.intents import split_kind
 from notifier.message import OutgoingMessage
 from notifier.routing import Clearance
 from notifier.store.outbox import PendingNotification
@@ -27,8 +31,11 @@ def template_context(
     ``links`` maps link names (``acknowledge``) to addresses made for this recipient.
     """
     envelope = CloudEvent.model_validate(n.payload)
+    status, step = split_kind(n.kind)
     context: dict[str, Any] = {
-        "status": n.kind,
+        "status": status,
+        "step": step,
+        "details": decode(n.details),
         "tier": n.tier,
         "recipient": {"name": n.recipient_name, "locale": n.locale, "timezone": n.timezone},
         "event": {"id": envelope.id, "source": envelope.source, "time": envelope.time},

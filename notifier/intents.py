@@ -11,9 +11,10 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from notifier.correlate import Effect, Transition
-from notifier.escalation import Plan, freeze
 from notifier.routing import Recipient, Router
 
 
@@ -69,54 +70,175 @@ def plan(
     return intents
 
 
+class TimerKind(StrEnum):
+    """What a durable timer is for."""
+
+    ESCALATION = "escalation"  # page the next step while nobody acknowledges
+    REMINDER = "ack-reminder"  # acknowledged but unresolved: remind, then escalate
+    UPDATE = "status-update"  # status-update cadence while the incident is open
+    RECEIPT = "receipt"  # remind who has not confirmed receipt, then tell the liaison
+
+
 @dataclass(frozen=True, slots=True)
-class EscalationTimer:
-    """The first step of an escalation, due after its delay (a row for the timers table)."""
+class Timer:
+    """A row for the timers table: what it is for, when it is due, and its frozen plan."""
 
     id: str
     alert_id: str
     occurrence: int
+    kind: TimerKind
     step: int
     due_at: datetime
     event_key: str
-    plan: Plan
+    plan: dict[str, Any]
+
+    @classmethod
+    def new(
+        cls,
+        alert_id: str,
+        occurrence: int,
+        kind: TimerKind,
+        step: int,
+        due_at: datetime,
+        event_key: str,
+        plan: dict[str, Any],
+        qualifier: str = "",
+    ) -> Timer:
+        """A timer whose id derives from what it is for (``qualifier`` tells apart several
+        timers of one kind and step, e.g. one per tier)."""
+        tid = timer_id(alert_id, occurrence, f"{kind.value}{qualifier}", step)
+        return cls(tid, alert_id, occurrence, kind, step, due_at, event_key, plan)
+
+    def row(self) -> dict[str, Any]:
+        """The timers table row."""
+        return {
+            "id": self.id,
+            "alert_id": self.alert_id,
+            "occurrence": self.occurrence,
+            "kind": self.kind.value,
+            "step": self.step,
+            "due_at": self.due_at,
+            "event_key": self.event_key,
+            "plan": self.plan,
+            "state": "pending",
+        }
 
 
-def timer_id(alert_id: str, occurrence: int, step: int) -> str:
+def timer_id(alert_id: str, occurrence: int, kind: str, step: int) -> str:
     """Derive a timer's id from what it is for, so the same step is never scheduled twice."""
-    raw = "\x00".join((alert_id, str(occurrence), "escalation", str(step)))
+    raw = "\x00".join((alert_id, str(occurrence), kind, str(step)))
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
-def escalations(
-    transitions: Iterable[Transition], router: Router, now: datetime
-) -> list[EscalationTimer]:
-    """Freeze an escalation plan for every alert that starts firing under a rule with one."""
-    timers = []
+def split_kind(kind: str) -> tuple[str, int | None]:
+    """A notification kind's status and step: ``escalated-2`` -> ("escalated", 2).
+
+    Kinds are ``status``, ``status-N`` (the N-th step, reminder or update) or
+    ``status:qualifier`` (one per tier, say); the status is what templates see.
+    """
+    kind = kind.split(":", 1)[0]
+    head, _, tail = kind.rpartition("-")
+    if head and tail.isdigit():
+        return head, int(tail)
+    return kind, None
+
+
+def start_timers(transitions: Iterable[Transition], router: Router, now: datetime) -> list[Timer]:
+    """Freeze the policy of every alert that starts firing under a rule with one, and
+    schedule its first escalation step and its first status update."""
+    scheduled = []
     for transition in transitions:
         if transition.effect is not Effect.FIRING:
             continue
-        found = router.escalation_for(transition.event)
-        if found is None:
+        plan = router.plan_for(transition.event)
+        if plan is None:
             continue
-        name, rule = found
-        plan = freeze(
-            name,
-            router.policy(name),
-            router.resolve_targets,
-            template=rule.template,
-            clearance=rule.confidentiality.value,
-        )
-        alert = transition.alert
-        timers.append(
-            EscalationTimer(
-                timer_id(alert.id, alert.occurrence, 0),
+        alert, raw = transition.alert, plan.to_json()
+        if plan.steps:
+            due = now + timedelta(seconds=plan.steps[0].delay_seconds)
+            scheduled.append(
+                Timer.new(
+                    alert.id,
+                    alert.occurrence,
+                    TimerKind.ESCALATION,
+                    0,
+                    due,
+                    transition.event_key,
+                    raw,
+                )
+            )
+        if plan.updates is not None:
+            due = now + timedelta(seconds=plan.updates.every_seconds)
+            scheduled.append(
+                Timer.new(
+                    alert.id, alert.occurrence, TimerKind.UPDATE, 0, due, transition.event_key, raw
+                )
+            )
+    return scheduled
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRequest:
+    """A recipient of a policy notice who must confirm receipt."""
+
+    notification_id: str
+    alert_id: str
+    occurrence: int
+    person_id: str
+    tier: str
+    requested_at: datetime
+    deadline_at: datetime
+
+
+def receipt_requests(
+    intents: Iterable[Intent], router: Router, now: datetime
+) -> tuple[list[ReceiptRequest], list[Timer]]:
+    """Receipts asked of notice recipients in tiers that must confirm, and per alert and tier
+    a reminder timer (step 0) and a deadline timer (step 1)."""
+    requests: list[ReceiptRequest] = []
+    timers: dict[tuple[str, int, str], list[Timer]] = {}
+    tiers = router.config.tiers
+    for intent in intents:
+        tier = tiers.get(intent.recipient.tier)
+        if intent.transition.effect is not Effect.NOTICE or tier is None:
+            continue
+        policy = tier.confirm_receipt
+        if policy is None:
+            continue
+        alert, tier_name = intent.transition.alert, intent.recipient.tier
+        deadline = now + policy.deadline
+        requests.append(
+            ReceiptRequest(
+                intent.id,
                 alert.id,
                 alert.occurrence,
-                0,
-                now + timedelta(seconds=plan.steps[0].delay_seconds),
-                transition.event_key,
-                plan,
+                intent.recipient.person.id,
+                tier_name,
+                now,
+                deadline,
             )
         )
-    return timers
+        key = (alert.id, alert.occurrence, tier_name)
+        if key in timers:
+            continue
+        cap = intent.recipient.clearance
+        raw = {
+            "tier": tier_name,
+            "template": intent.recipient.template,
+            "deadline": deadline.isoformat(),
+            "liaison": router.audience(policy.liaison, cap),
+        }
+        timers[key] = [
+            Timer.new(
+                alert.id,
+                alert.occurrence,
+                TimerKind.RECEIPT,
+                step,
+                due,
+                intent.transition.event_key,
+                raw,
+                qualifier=f":{tier_name}",
+            )
+            for step, due in ((0, now + policy.remind_after), (1, deadline))
+        ]
+    return requests, [t for pair in timers.values() for t in pair]

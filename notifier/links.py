@@ -1,4 +1,7 @@
-"""Signed, expiring acknowledgment links: who may take charge of which alert occurrence.
+"""Signed, expiring links: who may take charge of (or confirm receipt of) which occurrence.
+
+Acknowledgment links (``/ack/{token}``) and confirm-receipt links (``/receipt/{token}``)
+are signed alike, under different salts, so neither verifies as the other.
 
 A token names an alert occurrence and a person, carries a random nonce (every token is unique)
 and the time it was issued, and is signed with HMAC (itsdangerous) under a salt that keeps it
@@ -75,6 +78,9 @@ class LinkSigner:
         ttl_seconds: int,
         clock: Clock,
         salt: str = "notifier.ack",
+        *,
+        path: str = "ack",
+        what: str = "acknowledgment link",
     ) -> None:
         if not secrets:
             raise ConfigError("links.secrets: at least one secret is needed to sign links")
@@ -87,6 +93,8 @@ class LinkSigner:
         self._serializer = URLSafeSerializer(keys[::-1], salt=salt)
         self._ttl = ttl_seconds
         self._clock = clock
+        self._path = path
+        self._what = what
 
     def sign(self, alert_id: str, occurrence: int, person_id: str) -> str:
         """Return a URL-safe token letting ``person_id`` acknowledge the alert occurrence."""
@@ -104,28 +112,31 @@ class LinkSigner:
         leaves spare bits in a token's last character, so a few spellings verify alike.
         """
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-            raise LinkInvalid("acknowledgment link is malformed")
+            raise LinkInvalid(f"{self._what} is malformed")
         try:
             payload = self._serializer.loads(token)
         except BadSignature:  # also covers a signed payload that does not decode (BadPayload)
-            raise LinkInvalid("acknowledgment link is invalid") from None
+            raise LinkInvalid(f"{self._what} is invalid") from None
         except (UnicodeError, ValueError):  # text that cannot even be checked
-            raise LinkInvalid("acknowledgment link is malformed") from None
-        claim = _claim(payload)
+            raise LinkInvalid(f"{self._what} is malformed") from None
+        try:
+            claim = _claim(payload)
+        except LinkInvalid:
+            raise LinkInvalid(f"{self._what} is malformed") from None
         age = int(self._clock.now().timestamp()) - int(claim.issued_at.timestamp())
         if age > self._ttl:
-            raise LinkExpired("acknowledgment link has expired")
+            raise LinkExpired(f"{self._what} has expired")
         return claim
 
     def url(self, base_url: str, token: str) -> str:
-        """Return the acknowledgment page's address for ``token`` under ``base_url``."""
-        return f"{base_url.rstrip('/')}/ack/{token}"
+        """Return the link page's address for ``token`` under ``base_url``."""
+        return f"{base_url.rstrip('/')}/{self._path}/{token}"
 
 
 def _claim(payload: Any) -> LinkClaim:
     """Check the shape of a verified payload; a signed but foreign shape is still invalid."""
     if not isinstance(payload, list) or len(payload) != 6 or payload[0] != _PAYLOAD_VERSION:
-        raise LinkInvalid("acknowledgment link is malformed")
+        raise LinkInvalid("link is malformed")
     _version, alert_id, occurrence, person_id, nonce, issued = payload
     well_formed = (
         all(isinstance(value, str) and value for value in (alert_id, person_id, nonce))
@@ -133,11 +144,11 @@ def _claim(payload: Any) -> LinkClaim:
         and _is_int(issued)
     )
     if not well_formed:
-        raise LinkInvalid("acknowledgment link is malformed")
+        raise LinkInvalid("link is malformed")
     try:
         issued_at = datetime.fromtimestamp(issued, UTC)
     except (OverflowError, OSError, ValueError):
-        raise LinkInvalid("acknowledgment link is malformed") from None
+        raise LinkInvalid("link is malformed") from None
     return LinkClaim(alert_id, occurrence, person_id, nonce, issued_at)
 
 

@@ -20,7 +20,7 @@ from notifier.correlate import Effect, Positioned, correlate
 from notifier.decoding import decode_record
 from notifier.errors import RejectedInput
 from notifier.events import Header
-from notifier.intents import escalations, plan
+from notifier.intents import plan, receipt_requests, start_timers
 from notifier.routing import Router
 from notifier.store import Database, StaleOffsetsError
 from notifier.store.batch import (
@@ -143,7 +143,9 @@ class BatchProcessor:
                 ]
                 escalated = escalated_recipients(conn, resolved, self._router.directory)
                 intents = plan(correlation.transitions, self._router, now, escalated)
-                scheduled = escalations(correlation.transitions, self._router, now)
+                scheduled = start_timers(correlation.transitions, self._router, now)
+                asked, receipt_timers = receipt_requests(intents, self._router, now)
+                scheduled += receipt_timers
                 write_batch(
                     conn,
                     correlation=correlation,
@@ -159,6 +161,7 @@ class BatchProcessor:
                         for r in decoded.refused
                     ],
                     scheduled=scheduled,
+                    receipts_asked=asked,
                     group=self._group,
                     topic=self._topic,
                     next_offsets=nexts,

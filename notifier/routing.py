@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from notifier.directory import ChannelKind, Contact, Directory, Person
 from notifier.errors import ConfigError
-from notifier.escalation import EscalationPolicy, Targets
+from notifier.escalation import (
+    RECEIPT_TEMPLATE,
+    EscalationPolicy,
+    Plan,
+    ReceiptPolicy,
+    Targets,
+    freeze,
+)
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
 from notifier.settings import format_validation_error, read_yaml
 
@@ -140,6 +148,9 @@ class Tier(BaseModel):
     roles: tuple[str, ...] = ()
     people: tuple[str, ...] = ()
     clearance: Clearance = Clearance.PUBLIC
+    confirm_receipt: ReceiptPolicy | None = Field(
+        default=None, description="members must confirm they received policy notices"
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Tier:
@@ -186,12 +197,25 @@ class RoutingConfig(BaseModel):
                 raise ValueError(
                     f"rule {rule.name!r} names unknown escalation policy {rule.escalation!r}"
                 )
-        for name, policy in self.escalation_policies.items():
-            for step in policy.steps:
-                for tier in step.notify.tiers:
-                    if tier not in self.tiers:
-                        raise ValueError(f"escalation policy {name!r} names unknown tier {tier!r}")
+        for name, targets in self.audiences():
+            for tier in targets.tiers:
+                if tier not in self.tiers:
+                    raise ValueError(f"{name} names unknown tier {tier!r}")
         return self
+
+    def audiences(self) -> list[tuple[str, Targets]]:
+        """Every audience that escalation policies and receipt liaisons name, with its owner."""
+        found = [
+            (f"escalation policy {name!r}", targets)
+            for name, policy in self.escalation_policies.items()
+            for targets in policy.targets()
+        ]
+        found += [
+            (f"tier {name!r} confirm_receipt", tier.confirm_receipt.liaison)
+            for name, tier in self.tiers.items()
+            if tier.confirm_receipt is not None
+        ]
+        return found
 
     @classmethod
     def load(cls, path: Path) -> RoutingConfig:
@@ -203,6 +227,10 @@ class RoutingConfig(BaseModel):
 
 
 _CACHE_SIZE = 4096
+
+
+def _rank(level: Clearance) -> int:
+    return level.rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +270,7 @@ class Router:
         self._config = config
         self._directory = directory
         self._cache: dict[_RouteKey, tuple[Recipient, ...]] = {}
+        self._plans: dict[tuple[str, str], Plan] = {}
         for name, tier in config.tiers.items():
             for person_id in tier.people:
                 if directory.get(person_id) is None:
@@ -249,16 +278,13 @@ class Router:
             for role in tier.roles:
                 if not directory.with_role(role):
                     raise ConfigError(f"tier {name!r}: nobody in the directory has role {role!r}")
-        for name, policy in config.escalation_policies.items():
-            for step in policy.steps:
-                for person_id in step.notify.people:
-                    if directory.get(person_id) is None:
-                        raise ConfigError(
-                            f"escalation policy {name!r} names unknown person {person_id!r}"
-                        )
-                for role in step.notify.roles:
-                    if not directory.with_role(role):
-                        raise ConfigError(f"escalation policy {name!r}: nobody has role {role!r}")
+        for name, targets in config.audiences():
+            for person_id in targets.people:
+                if directory.get(person_id) is None:
+                    raise ConfigError(f"{name} names unknown person {person_id!r}")
+            for role in targets.roles:
+                if not directory.with_role(role):
+                    raise ConfigError(f"{name}: nobody in the directory has role {role!r}")
 
     @property
     def directory(self) -> Directory:
@@ -271,8 +297,13 @@ class Router:
         return self._config
 
     def templates(self) -> set[str]:
-        """Every template some rule names."""
-        return {rule.template for rule in self._config.rules}
+        """Every template some rule names, and the engine's own ones the policies use."""
+        used = {rule.template for rule in self._config.rules}
+        for policy in self._config.escalation_policies.values():
+            used |= policy.templates()
+        if any(tier.confirm_receipt for tier in self._config.tiers.values()):
+            used.add(RECEIPT_TEMPLATE)
+        return used
 
     def explain(self, event: Event) -> list[RuleVerdict]:
         """Evaluate the rules in order as routing does, saying why each matched or not."""
@@ -330,6 +361,28 @@ class Router:
                 return verdict.rule.escalation, verdict.rule
         return None
 
+    def plan_for(self, event: Event) -> Plan | None:
+        """The escalation plan an alert starting with ``event`` follows, frozen now.
+
+        Router and directory never change once built (a reload builds a new router), so the
+        frozen plan of a rule is computed once and shared.
+        """
+        found = self.escalation_for(event)
+        if found is None:
+            return None
+        name, rule = found
+        plan = self._plans.get((name, rule.name))
+        if plan is None:
+            plan = freeze(
+                name,
+                self.policy(name),
+                partial(self.audience, cap=rule.confidentiality),
+                template=rule.template,
+                clearance=rule.confidentiality.value,
+            )
+            self._plans[(name, rule.name)] = plan
+        return plan
+
     def policy(self, name: str) -> EscalationPolicy:
         """An escalation policy by name."""
         return self._config.escalation_policies[name]
@@ -348,6 +401,33 @@ class Router:
             if named is not None:
                 people.setdefault(named.id, named)
         return [pid for pid, p in people.items() if p.contact(ChannelKind.EMAIL) is not None]
+
+    def audience(self, targets: Targets, cap: Clearance) -> list[tuple[str, str]]:
+        """Person ids ``targets`` reach, each with what they may read, never above ``cap``.
+
+        Reached through a tier, a person reads what that tier is cleared for; named or
+        reached by role, what the most cleared tier they belong to allows, and only public
+        details if they belong to no tier: naming someone in a policy grants no clearance.
+        """
+        levels: dict[str, Clearance] = {}
+        for name in targets.tiers:
+            tier = self._config.tiers[name]
+            for person in self._members(tier):
+                levels[person.id] = max(
+                    levels.get(person.id, Clearance.PUBLIC), tier.clearance, key=_rank
+                )
+        ids = self.resolve_targets(targets)
+        for person_id in ids:
+            if person_id not in levels:
+                levels[person_id] = self._clearance_of(person_id)
+        return [(pid, min(levels[pid], cap, key=_rank).value) for pid in ids]
+
+    def _clearance_of(self, person_id: str) -> Clearance:
+        best = Clearance.PUBLIC
+        for tier in self._config.tiers.values():
+            if any(p.id == person_id for p in self._members(tier)):
+                best = max(best, tier.clearance, key=_rank)
+        return best
 
     def _members(self, tier: Tier) -> list[Person]:
         seen: dict[str, Person] = {}

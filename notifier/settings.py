@@ -129,7 +129,8 @@ class HttpSettings(BaseModel):
 
 
 class LinkSettings(BaseModel):
-    """Signed acknowledgment links: the first secret signs, all of them verify (rotation)."""
+    """Signed acknowledgment and confirm-receipt links: the first secret signs, all of them
+    verify (rotation)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -138,7 +139,10 @@ class LinkSettings(BaseModel):
         min_length=1,
         description='set NOTIFIER_LINKS__SECRETS=\'["new", "old"]\' in production',
     )
-    ttl_seconds: int = Field(default=86_400, ge=60)
+    ttl_seconds: int = Field(default=86_400, ge=60, description="acknowledgment links")
+    receipt_ttl_seconds: int = Field(
+        default=14 * 86_400, ge=60, description="confirm-receipt links (outlive deadlines)"
+    )
 
 
 class Settings(BaseSettings):

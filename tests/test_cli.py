@@ -206,7 +206,8 @@ def test_config_check_reports_what_the_shipped_config_loads() -> None:
     assert lines[1].startswith("directory ok: 9 people, roles: incident-commander, ")
     assert lines[2] == "routing ok: 5 tiers, 6 rules"
     assert lines[3] == (
-        "templates ok: alert, policy-change, public-advisory; languages: de, en, es"
+        "templates ok: alert, policy-change, public-advisory, receipt, reminder, status-update; "
+        "languages: de, en, es"
     )
 
 
@@ -541,11 +542,18 @@ def test_templates_list_shows_each_template_with_a_short_hash() -> None:
     result = invoke("templates", "list")
     assert result.exit_code == 0, result.output
     rows = _listing(result.stdout)
-    assert sorted(rows) == ["alert", "policy-change", "public-advisory"]
+    assert sorted(rows) == [
+        "alert",
+        "policy-change",
+        "public-advisory",
+        "receipt",
+        "reminder",
+        "status-update",
+    ]
     for channel, parts, _digest in rows.values():
         assert channel == "email"
         assert parts == "subject,text,html"
-    assert len({digest for _c, _p, digest in rows.values()}) == 3
+    assert len({digest for _c, _p, digest in rows.values()}) == len(rows)
 
 
 def test_templates_list_hash_follows_the_template_content(tmp_path: Path) -> None:

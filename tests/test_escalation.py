@@ -48,7 +48,11 @@ def test_freeze_resolves_people_and_expands_repeats() -> None:
     """A frozen plan lists each step's people at start, repeated as the policy says."""
     policy = EscalationPolicy.model_validate({**POLICY, "repeat": 1})
     plan = freeze(
-        "p", policy, lambda t: list(t.people or t.roles), template="alert", clearance="confidential"
+        "p",
+        policy,
+        lambda t: [(p, "restricted") for p in t.people or t.roles],
+        template="alert",
+        clearance="confidential",
     )
     assert [s.delay_seconds for s in plan.steps] == [300, 600, 900] * 2
     assert plan.steps[1].people == ("priya.raman", "sofia.navarro")
@@ -181,6 +185,7 @@ async def test_acknowledging_stops_the_escalation(db: Database) -> None:
             alert_id,
             Action(Verb.ACKNOWLEDGE, "mei.lin", "cli", h.clock.now()),
             lock=not db.is_sqlite,
+            directory=h.directory,
         )
     assert await h.at(15) == 1
     assert await h.at(60) == 0

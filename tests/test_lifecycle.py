@@ -75,11 +75,11 @@ def test_acknowledged_alerts_stay_open_for_correlation() -> None:
     assert [r.effect for r in result.records] == [Effect.REPEAT, Effect.RESOLVED]
 
 
+DIRECTORY = Directory.load(ROOT / "config" / "directory.yaml")
+
+
 def _ingest_docs(db: Database, docs: list[bytes], start: int = 0) -> None:
-    router = Router(
-        RoutingConfig.load(ROOT / "config" / "routing.yaml"),
-        Directory.load(ROOT / "config" / "directory.yaml"),
-    )
+    router = Router(RoutingConfig.load(ROOT / "config" / "routing.yaml"), DIRECTORY)
     proc = BatchProcessor(
         db,
         router,
@@ -119,12 +119,26 @@ def test_acknowledge_then_resolve_through_the_store(db: Database) -> None:
     alert_id = _only_alert(db)
     lock = not db.is_sqlite
     with db.transaction() as conn:
-        first = apply_action(conn, alert_id[:8], _action(Verb.ACKNOWLEDGE, note="on it"), lock=lock)
+        first = apply_action(
+            conn,
+            alert_id[:8],
+            _action(Verb.ACKNOWLEDGE, note="on it"),
+            lock=lock,
+            directory=DIRECTORY,
+        )
     with db.transaction() as conn:
-        again = apply_action(conn, alert_id, _action(Verb.ACKNOWLEDGE, by="lukas.meier"), lock=lock)
+        again = apply_action(
+            conn,
+            alert_id,
+            _action(Verb.ACKNOWLEDGE, by="lukas.meier"),
+            lock=lock,
+            directory=DIRECTORY,
+        )
     later = T0 + timedelta(minutes=5)
     with db.transaction() as conn:
-        done = apply_action(conn, alert_id, _action(Verb.RESOLVE, at=later), lock=lock)
+        done = apply_action(
+            conn, alert_id, _action(Verb.RESOLVE, at=later), lock=lock, directory=DIRECTORY
+        )
     assert first.outcome.changed and again.outcome.already and done.outcome.changed
     assert again.acknowledged_by == "mei.lin"
     with db.engine.connect() as conn:
@@ -143,7 +157,9 @@ def test_a_new_occurrence_starts_unacknowledged(db: Database) -> None:
     _ingest(db, "alert-firing.json")
     alert_id = _only_alert(db)
     with db.transaction() as conn:
-        apply_action(conn, alert_id, _action(Verb.ACKNOWLEDGE), lock=not db.is_sqlite)
+        apply_action(
+            conn, alert_id, _action(Verb.ACKNOWLEDGE), lock=not db.is_sqlite, directory=DIRECTORY
+        )
     refire = orjson.loads((SAMPLES / "alert-firing.json").read_bytes())
     refire["id"] = "refire-1"
     _ingest_docs(

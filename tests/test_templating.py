@@ -396,7 +396,14 @@ def test_template_hash_changes_when_a_source_changes(templates: Path, edited: st
 
 def test_templates_and_parts_are_listed(renderer: Renderer) -> None:
     """templates() lists the template folders; parts() lists each channel's parts in order."""
-    assert renderer.templates() == ["alert", "policy-change", "public-advisory"]
+    assert renderer.templates() == [
+        "alert",
+        "policy-change",
+        "public-advisory",
+        "receipt",
+        "reminder",
+        "status-update",
+    ]
     for template in renderer.templates():
         assert renderer.parts(template) == {"email": ["subject", "text", "html"]}
 

@@ -13,7 +13,13 @@ from notifier.api.deps import ApiContext
 from notifier.directory import Person
 from notifier.lifecycle import Action, TransitionRefused, Verb
 from notifier.store.queries import alert_detail, list_alerts
-from notifier.store.timeline import ActionResult, AlertNotFound, apply_action
+from notifier.store.timeline import (
+    ActionResult,
+    AlertNotFound,
+    UpdateRefused,
+    apply_action,
+    post_update,
+)
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 _bearer = HTTPBearer(auto_error=False, description="a personal API token")
@@ -88,7 +94,9 @@ async def act(
 
     def apply() -> ActionResult:
         with ctx.db.transaction() as conn:
-            return apply_action(conn, alert_id, action, lock=not ctx.db.is_sqlite)
+            return apply_action(
+                conn, alert_id, action, lock=not ctx.db.is_sqlite, directory=ctx.directory
+            )
 
     try:
         result = await asyncio.to_thread(apply)
@@ -96,6 +104,8 @@ async def act(
         raise HTTPException(404, str(exc)) from None
     except TransitionRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    if result.follow_ups.notifications or result.follow_ups.timers:
+        ctx.on_change()
     status = result.outcome.after.value
     message = f"already {status}" if result.outcome.already else f"{status} by {person.id}"
     return ActionReply(
@@ -127,3 +137,42 @@ async def resolve(
 ) -> ActionReply:
     """Resolve an alert by hand."""
     return await act(ctx, alert_id, person, Verb.RESOLVE, body.note if body else None, "api")
+
+
+class UpdateBody(BaseModel):
+    """A status update for the stakeholders."""
+
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class UpdateReply(BaseModel):
+    """Where the update went."""
+
+    alert_id: str
+    message: str
+
+
+@router.post("/{alert_id}/updates", status_code=201)
+async def post_status_update(
+    alert_id: str,
+    body: UpdateBody,
+    ctx: Ctx,
+    person: Annotated[Person, Depends(caller)],
+) -> UpdateReply:
+    """Post a status update on an open alert; the next scheduled update carries it to the
+    stakeholder tiers (people allowed to acknowledge may post)."""
+    if not ctx.directory.may(person.id, Verb.ACKNOWLEDGE):
+        raise HTTPException(403, f"{person.id} may not post status updates")
+    now = ctx.clock.now()
+
+    def record() -> str:
+        with ctx.db.transaction() as conn:
+            return post_update(conn, alert_id, person.id, body.note, now)
+
+    try:
+        found = await asyncio.to_thread(record)
+    except AlertNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except UpdateRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return UpdateReply(alert_id=found, message="recorded; sent with the next scheduled update")

@@ -17,7 +17,12 @@ Ready = Callable[[], Awaitable[str | None]]
 
 @dataclass(frozen=True)
 class ApiContext:
-    """The API's collaborators; ``publish`` produces (key, value) records to the events topic."""
+    """The API's collaborators.
+
+    ``publish`` produces (key, value) records to the events topic; ``signer`` checks
+    acknowledgment links and ``receipts`` confirm-receipt links; ``on_change`` wakes the
+    outbox and the scheduler after an action wrote notifications or timers.
+    """
 
     settings: Settings
     db: Database
@@ -26,3 +31,5 @@ class ApiContext:
     signer: LinkSigner
     publish: Publish
     broker_problem: Ready
+    receipts: LinkSigner | None = None
+    on_change: Callable[[], None] = lambda: None

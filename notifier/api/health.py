@@ -7,6 +7,7 @@ Metrics are read from the store at scrape time, so every instance reports the sa
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
@@ -14,7 +15,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
@@ -23,6 +29,15 @@ from notifier.api.deps import ApiContext
 from notifier.store.queries import metrics_snapshot
 
 router = APIRouter(tags=["health"])
+
+# Seconds: paging is about minutes, so from 30 s to two hours.
+ACK_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)
+
+
+def _le(bound: float) -> str:
+    return f"{bound:g}"
+
+
 Ctx = Annotated[ApiContext, Depends(context)]
 
 
@@ -83,10 +98,13 @@ class StoreCollector(Collector):
         for (severity, status), n in snap["open_alerts"].items():
             open_alerts.add_metric([severity, status], n)
         yield open_alerts
-        ack = GaugeMetricFamily(
-            "notifier_time_to_acknowledge_seconds", "Mean time from alert start to acknowledgment"
+        waits: list[float] = sorted(snap["time_to_ack"])
+        ack = HistogramMetricFamily(
+            "notifier_time_to_acknowledge_seconds",
+            "Time from alert start to acknowledgment (alerts acknowledged in this occurrence)",
         )
-        ack.add_metric([], snap["mean_time_to_ack"])
+        buckets = [(_le(bound), bisect_right(waits, bound)) for bound in ACK_BUCKETS]
+        ack.add_metric([], [*buckets, ("+Inf", len(waits))], sum_value=sum(waits))
         yield ack
         due = snap["earliest_due_timer"]
         lag = GaugeMetricFamily(

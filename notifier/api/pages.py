@@ -32,7 +32,8 @@ class _AlreadyUsed(Exception):
     """The link's nonce is already recorded."""
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A small, self-contained HTML page (``body`` is HTML: escape what goes in it)."""
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -44,14 +45,11 @@ background:#b42318;color:#fff;cursor:pointer}}.muted{{color:#555}}</style></head
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _refusal(exc: LinkInvalid) -> HTMLResponse:
+def refusal(exc: LinkInvalid, instead: str) -> HTMLResponse:
+    """The page for a link that does not verify; ``instead`` says what to do (HTML)."""
     if isinstance(exc, LinkExpired):
-        return _page(
-            "This link has expired",
-            "<p>Acknowledge the alert with <code>notifier ack</code> or the API instead.</p>",
-            410,
-        )
-    return _page(
+        return page("This link has expired", f"<p>{instead}</p>", 410)
+    return page(
         "This link is not valid",
         "<p>It may have been altered or cut. Use the link from the email as is.</p>",
         400,
@@ -62,7 +60,9 @@ def _verify(ctx: ApiContext, token: str) -> LinkClaim | HTMLResponse:
     try:
         return ctx.signer.verify(token)
     except LinkInvalid as exc:
-        return _refusal(exc)
+        return refusal(
+            exc, "Acknowledge the alert with <code>notifier ack</code> or the API instead."
+        )
 
 
 @router.get("/ack/{token}", response_class=HTMLResponse)
@@ -83,11 +83,11 @@ async def confirm(token: str, ctx: Ctx) -> HTMLResponse:
 
     found = await asyncio.to_thread(load)
     if found is None:
-        return _page("Alert not found", "<p>It may have been removed.</p>", 404)
+        return page("Alert not found", "<p>It may have been removed.</p>", 404)
     name, summary, status = found
     person = ctx.directory.get(claim.person_id)
     who = escape(person.name if person else claim.person_id)
-    return _page(
+    return page(
         f"Acknowledge {name}?",
         f"<p>{escape(summary)}</p><p class=muted>Status: {escape(status)}. Acknowledging tells "
         f"everyone that <strong>{who}</strong> is taking charge, and stops the escalation.</p>"
@@ -102,7 +102,7 @@ async def acknowledge(token: str, ctx: Ctx) -> HTMLResponse:
     if isinstance(claim, HTMLResponse):
         return claim
     if not ctx.directory.may(claim.person_id, Verb.ACKNOWLEDGE):
-        return _page("Not allowed", "<p>Your role does not allow acknowledging alerts.</p>", 403)
+        return page("Not allowed", "<p>Your role does not allow acknowledging alerts.</p>", 403)
     now = ctx.clock.now()
     action = Action(Verb.ACKNOWLEDGE, claim.person_id, "email-link", now)
 
@@ -117,21 +117,29 @@ async def acknowledge(token: str, ctx: Ctx) -> HTMLResponse:
                         used_at=now,
                     )
                 )
-                return apply_action(conn, claim.alert_id, action, lock=not ctx.db.is_sqlite)
+                return apply_action(
+                    conn,
+                    claim.alert_id,
+                    action,
+                    lock=not ctx.db.is_sqlite,
+                    directory=ctx.directory,
+                )
         except IntegrityError:
             raise _AlreadyUsed from None
 
     try:
         result = await asyncio.to_thread(apply)
     except _AlreadyUsed:
-        return _page(
+        return page(
             "This link was already used", "<p>Each acknowledgment link works once.</p>", 409
         )
     except AlertNotFound:
-        return _page("Alert not found", "<p>It may have been removed.</p>", 404)
+        return page("Alert not found", "<p>It may have been removed.</p>", 404)
     except TransitionRefused as exc:
-        return _page("Nothing to acknowledge", f"<p>{escape(str(exc))}</p>", 409)
+        return page("Nothing to acknowledge", f"<p>{escape(str(exc))}</p>", 409)
+    if result.follow_ups.notifications or result.follow_ups.timers:
+        ctx.on_change()
     if result.outcome.already:
         by = escape(result.acknowledged_by or "someone")
-        return _page("Already acknowledged", f"<p>{by} has already taken charge.</p>")
-    return _page("Acknowledged", f"<p>Thank you. {escape(result.name)} is now yours.</p>")
+        return page("Already acknowledged", f"<p>{by} has already taken charge.</p>")
+    return page("Acknowledged", f"<p>Thank you. {escape(result.name)} is now yours.</p>")

@@ -29,7 +29,7 @@ from sqlalchemy.types import TypeEngine
 
 from notifier.correlate import AlertHead, Correlation, Effect
 from notifier.directory import ChannelKind, Directory
-from notifier.intents import EscalationTimer, Intent
+from notifier.intents import Intent, ReceiptRequest, Timer
 from notifier.routing import Clearance, Recipient
 from notifier.store.bulk import Bulk
 from notifier.store.offsets import advance_offsets
@@ -41,6 +41,7 @@ from notifier.store.schema import (
     event_keys,
     events,
     notifications,
+    receipts,
     rejections,
     timers,
 )
@@ -131,7 +132,8 @@ def write_batch(
     correlation: Correlation,
     intents: Sequence[Intent],
     rejected: Sequence[Rejection],
-    scheduled: Sequence[EscalationTimer] = (),
+    scheduled: Sequence[Timer] = (),
+    receipts_asked: Sequence[ReceiptRequest] = (),
     group: str,
     topic: str,
     next_offsets: Mapping[int, int],
@@ -167,6 +169,22 @@ def write_batch(
     )
     _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i) for i in intents])
     _INSERT_TIMERS.run(conn, timer_rows(scheduled))
+    if receipts_asked:
+        conn.execute(
+            insert(receipts),
+            [
+                {
+                    "notification_id": r.notification_id,
+                    "alert_id": r.alert_id,
+                    "occurrence": r.occurrence,
+                    "person_id": r.person_id,
+                    "tier": r.tier,
+                    "requested_at": r.requested_at,
+                    "deadline_at": r.deadline_at,
+                }
+                for r in receipts_asked
+            ],
+        )
     _INSERT_TIMELINE.run(
         conn,
         [

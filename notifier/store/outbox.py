@@ -7,12 +7,14 @@ On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several instances share t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, select, type_coerce, update
 
+from notifier.details import encode
 from notifier.routing import Recipient
 from notifier.store.schema import UTCDateTime, alerts, events, notifications
 
@@ -37,6 +39,7 @@ class PendingNotification:
     timezone: str
     dispatches: int
     payload: dict[str, Any]
+    details: dict[str, Any] | None = None
 
 
 def notification_row(
@@ -48,8 +51,12 @@ def notification_row(
     event_key: str,
     recipient: Recipient,
     now: datetime,
+    details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A new pending row of the notifications table (the outbox) for one recipient."""
+    """A new pending row of the notifications table (the outbox) for one recipient.
+
+    ``details`` is what a follow-up says beyond its event (see :mod:`notifier.details`).
+    """
     return {
         "id": notification_id,
         "alert_id": alert_id,
@@ -70,6 +77,7 @@ def notification_row(
         "dispatches": 0,
         "next_attempt_at": now,
         "created_at": now,
+        "details": encode(details) if details else None,
     }
 
 
@@ -130,6 +138,7 @@ def claim_due(
             timezone=r["timezone"],
             dispatches=r["dispatches"],
             payload=r["payload"],
+            details=r["details"],
         )
         for r in rows
     ]

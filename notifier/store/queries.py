@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import case, func, select, type_coerce
 
 from notifier.store.database import Database
+from notifier.store.receipts import receipt_status
 from notifier.store.schema import (
     UTCDateTime,
     alerts,
@@ -113,6 +114,7 @@ def alert_detail(db: Database, ref: str) -> dict[str, Any]:
                 .order_by(notifications.c.created_at, notifications.c.person_id)
             ).mappings()
         ]
+        row["receipts"] = receipt_status(conn, alert_id, row["occurrence"])
     return row
 
 
@@ -144,8 +146,7 @@ def metrics_snapshot(db: Database) -> dict[str, Any]:
                 alerts.c.acknowledged_at.is_not(None)
             )
         ).all()
-        waits = [(a - s).total_seconds() for s, a in acked if s is not None]
-        snap["mean_time_to_ack"] = sum(waits) / len(waits) if waits else 0.0
+        snap["time_to_ack"] = [(a - s).total_seconds() for s, a in acked if s is not None]
         earliest = func.min(timers.c.due_at)
         snap["earliest_due_timer"] = conn.execute(
             select(type_coerce(earliest, UTCDateTime())).where(timers.c.state == "pending")

@@ -161,7 +161,7 @@ notifications = Table(
     Column("id", String(32), primary_key=True),
     Column("alert_id", String(32), nullable=False),
     Column("occurrence", Integer, nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
     Column("event_key", String(32), nullable=False),
     Column("person_id", String(64), nullable=False),
     Column("channel", String(16), nullable=False),
@@ -184,6 +184,8 @@ notifications = Table(
     Column("language", String(32)),
     Column("template_hash", String(64)),
     Column("provider_id", Text),
+    # What a follow-up says beyond the event: who acknowledged, the latest status update, ...
+    Column("details", JSON),
     # One message per alert occurrence, transition, person and channel: replays cannot double it.
     UniqueConstraint("alert_id", "occurrence", "kind", "person_id", "channel"),
 )
@@ -203,15 +205,16 @@ rejections = Table(
     UniqueConstraint("topic", "partition", "offset"),
 )
 
-# Durable timers (escalation steps): fired at most once, in the transaction that selects them. The
-# occurrence is the fencing token: a timer of an earlier occurrence never acts on a newer one.
+# Durable timers (escalation steps, acknowledgment reminders, status-update cadence, receipt
+# checks): fired at most once, in the transaction that selects them. The occurrence is the
+# fencing token: a timer of an earlier occurrence never acts on a newer one.
 timers = Table(
     "timers",
     metadata,
     Column("id", String(32), primary_key=True),
     Column("alert_id", String(32), nullable=False),
     Column("occurrence", Integer, nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
     Column("step", Integer, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("event_key", String(32), nullable=False),
@@ -221,6 +224,23 @@ timers = Table(
     Column("outcome", String(16)),
 )
 Index("ix_timers_due", timers.c.state, timers.c.due_at)
+Index("ix_timers_alert_id", timers.c.alert_id, timers.c.occurrence)
+
+# Recipients of policy notices who must confirm receipt, and when (and how) they did.
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("notification_id", String(32), primary_key=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("person_id", String(64), nullable=False),
+    Column("tier", String(64), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("confirmed_via", String(32)),
+)
+Index("ix_receipts_alert_id", receipts.c.alert_id, receipts.c.occurrence)
 
 # Acknowledgment links are single-use: a link's nonce is recorded when it is used.
 used_links = Table(

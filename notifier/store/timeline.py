@@ -7,15 +7,19 @@ writes the outcome and its timeline entry in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from notifier.directory import Directory
 from notifier.errors import NotifierError, Reason
 from notifier.lifecycle import Action, Outcome, Status, Verb, decide
+from notifier.store.followups import FollowUps, after_action
 from notifier.store.schema import alert_timeline, alerts
 
 _MIN_PREFIX = 6
+_NOTHING = FollowUps()
 
 
 class AlertNotFound(NotifierError):
@@ -33,6 +37,7 @@ class ActionResult:
     occurrence: int
     outcome: Outcome
     acknowledged_by: str | None
+    follow_ups: FollowUps = _NOTHING
 
 
 def find_alert_id(conn: Connection, ref: str) -> str:
@@ -54,8 +59,11 @@ def find_alert_id(conn: Connection, ref: str) -> str:
     return str(ids[0])
 
 
-def apply_action(conn: Connection, ref: str, action: Action, *, lock: bool) -> ActionResult:
-    """Apply ``action`` to the alert ``ref`` (inside the caller's transaction)."""
+def apply_action(
+    conn: Connection, ref: str, action: Action, *, lock: bool, directory: Directory
+) -> ActionResult:
+    """Apply ``action`` to the alert ``ref`` (inside the caller's transaction), with what it
+    sets in motion (see :mod:`notifier.store.followups`)."""
     alert_id = find_alert_id(conn, ref)
     query = select(
         alerts.c.status, alerts.c.occurrence, alerts.c.name, alerts.c.acknowledged_by
@@ -83,7 +91,38 @@ def apply_action(conn: Connection, ref: str, action: Action, *, lock: bool) -> A
                 note=action.note,
             )
         )
+        follow_ups = after_action(conn, alert_id, occurrence, action, directory)
+        return ActionResult(alert_id, name, occurrence, outcome, acknowledged_by, follow_ups)
     return ActionResult(alert_id, name, occurrence, outcome, acknowledged_by)
+
+
+class UpdateRefused(NotifierError):
+    """A status update for an alert that is not open."""
+
+    reason = Reason.CLIENT
+
+
+def post_update(conn: Connection, ref: str, by: str, note: str, at: datetime) -> str:
+    """Record a status update on an open alert (the next scheduled update carries it to the
+    stakeholders); return the alert id."""
+    alert_id = find_alert_id(conn, ref)
+    status, occurrence = conn.execute(
+        select(alerts.c.status, alerts.c.occurrence).where(alerts.c.id == alert_id)
+    ).one()
+    if status not in (Status.TRIGGERED.value, Status.ACKNOWLEDGED.value):
+        raise UpdateRefused(f"alert {alert_id} is {status}: status updates are for open alerts")
+    conn.execute(
+        insert(alert_timeline).values(
+            alert_id=alert_id,
+            occurrence=occurrence,
+            at=at,
+            kind="update",
+            actor=by,
+            channel="update",
+            note=note,
+        )
+    )
+    return alert_id
 
 
 def timeline(conn: Connection, alert_id: str) -> list[dict[str, Any]]:
