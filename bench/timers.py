@@ -2,11 +2,13 @@
 
 Usage: python bench/timers.py [--alerts 100000] [--spread 30] [--acks 1000] [--runs 3]
 
-Per run: a SQLite store with N firing alerts, each with an escalation step due at a random
-moment in the next --spread seconds; one `notifier run --deliver-only` process (pinned to one
-core) fires them. Lateness = fired_at - due_at, from the store; memory = the engine's peak
-resident set size while it works. Then --acks acknowledgments through
-`POST /api/v1/alerts/{id}/ack` (one client, sequential, loopback), timed per request.
+Per run: a SQLite store with N firing alerts, each with an escalation step and a
+status-update tick due at random moments in the next --spread seconds (2N timers); one
+`notifier run --deliver-only` process (pinned to one core) fires them. Lateness =
+fired_at - due_at, from the store; memory = the engine's peak resident set size while it
+works. Then --acks acknowledgments through
+`POST /api/v1/alerts/{id}/ack` (one client, sequential, loopback), timed per request; each
+acknowledgment also looks up the frozen plan and schedules its reminder.
 Prints each run and the medians; writes bench/results/timers.json.
 """
 
@@ -37,16 +39,22 @@ from notifier.store.schema import alerts, timers
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE_CPU = {1} if (os.cpu_count() or 1) > 1 else {0}
 TOKEN = "bench-token"
+# Nobody to notify (no SMTP here): the cost measured is the scheduler's and the store's.
 PLAN = {
     "policy": "bench",
     "template": "alert",
     "clearance": "public",
     "steps": [{"delay": 300, "people": []}],
+    "announce": True,
+    "reminders": {"every": 1800, "count": 2, "then": []},
+    "updates": {"every": 3600, "commanders": [], "stakeholders": []},
 }
+KINDS = ("escalation", "status-update")
 
 
 def seed(db: Database, count: int, spread: float, start: datetime) -> None:
-    """Firing alerts, each with one step due within ``spread`` seconds of ``start``."""
+    """Firing alerts, each with an escalation step and a status-update tick due within
+    ``spread`` seconds of ``start`` (two timers per alert)."""
     rng = random.Random(1)
     now = datetime.now(UTC)
     chunk = 5000
@@ -81,10 +89,10 @@ def seed(db: Database, count: int, spread: float, start: datetime) -> None:
                 insert(timers),
                 [
                     {
-                        "id": f"{i:032x}",
+                        "id": f"{i:031x}{k}",
                         "alert_id": f"{i:032x}",
                         "occurrence": 1,
-                        "kind": "escalation",
+                        "kind": kind,
                         "step": 0,
                         "due_at": start + timedelta(seconds=rng.uniform(0, spread)),
                         "event_key": "k",
@@ -92,6 +100,7 @@ def seed(db: Database, count: int, spread: float, start: datetime) -> None:
                         "state": "pending",
                     }
                     for i in ids
+                    for k, kind in enumerate(KINDS)
                 ],
             )
 
@@ -161,8 +170,11 @@ def one_run(count: int, spread: float, acks: int) -> dict[str, float]:
             while True:
                 peak = max(peak, rss_mb(proc.pid))
                 with db.engine.connect() as conn:
+                    # Status updates schedule their next tick an hour later: wait for the seeded.
                     pending = conn.scalar(
-                        select(func.count()).select_from(timers).where(timers.c.state == "pending")
+                        select(func.count())
+                        .select_from(timers)
+                        .where(timers.c.state == "pending", timers.c.step == 0)
                     )
                 if not pending:
                     break
@@ -170,7 +182,9 @@ def one_run(count: int, spread: float, acks: int) -> dict[str, float]:
                     raise RuntimeError("engine exited")
                 time.sleep(0.2)
             with db.engine.connect() as conn:
-                rows = conn.execute(select(timers.c.due_at, timers.c.fired_at)).all()
+                rows = conn.execute(
+                    select(timers.c.due_at, timers.c.fired_at).where(timers.c.step == 0)
+                ).all()
             late = [(f - d).total_seconds() for d, f in rows]
             ids = [f"{i:032x}" for i in range(acks)]
             times = []
@@ -196,7 +210,7 @@ def one_run(count: int, spread: float, acks: int) -> dict[str, float]:
         "ack_p99_ms": pct(times, 0.99) * 1000,
     }
     print(
-        f"{count:,} timers: lateness p50 {result['lateness_p50_s']:.3f}s p99 "
+        f"{2 * count:,} timers: lateness p50 {result['lateness_p50_s']:.3f}s p99 "
         f"{result['lateness_p99_s']:.3f}s max {result['lateness_max_s']:.3f}s; peak RSS "
         f"{peak:.0f} MB; API ack p50 {result['ack_p50_ms']:.1f} ms p99 "
         f"{result['ack_p99_ms']:.1f} ms",

@@ -7,8 +7,31 @@ Event data is only ever template *context*, never template source: a summary con
 
 Render context contract (built by the engine; templates may rely on exactly this)::
 
-    kind:          "alert" | "policy"
-    status:        "firing" | "resolved" | "notice"
+    kind:          "alert" | "policy"   (for every status: reminders and updates are about an
+                   alert, receipt-reminder/receipt-overdue about a policy notice)
+    status:        "firing" | "escalated" | "resolved" | "notice" | "acknowledged"
+                   | "ack-reminder" | "ack-escalated" | "update-due" | "status-update"
+                   | "receipt-reminder" | "receipt-overdue"
+    step:          int | None   (1-based number of the escalation step, reminder or scheduled
+                   update; None otherwise)
+    details:       dict, always present, may be empty; per status (times are aware datetimes,
+                   durations datetime.timedelta):
+                     acknowledged      {by: str (display name), at, note: str | None}
+                     resolved          {by, at, note} when a person resolved it by hand;
+                                       {} when the monitoring system did
+                     ack-reminder      {acknowledged_at, open_for, reminders_left: int}
+                     ack-escalated     {by: str (who acknowledged), acknowledged_at, open_for}
+                     update-due        {state: "firing" | "acknowledged", by: str | None,
+                                       open_for, every, last_update_at (datetime | None)}
+                     status-update     {state: "firing" | "acknowledged", by: str | None,
+                                       open_for, update: str | None (latest status text
+                                       posted by the commander), update_by: str | None,
+                                       update_at (datetime | None)}
+                     receipt-reminder  {deadline}
+                     receipt-overdue   {deadline, pending: list of {name: str,
+                                       organization: str | None, tier: str}}
+                   Read ``details["update"]``: ``details.update`` is the dict method, which
+                   the sandbox refuses.
     alert:         (kind == "alert" only) {id, fingerprint, alertname, severity,
                    risk (str | None), labels: dict[str, str], summary,
                    description (str | None), runbook_url (str | None),
@@ -20,8 +43,13 @@ Render context contract (built by the engine; templates may rely on exactly this
     recipient:     {name, locale, timezone}
     tier:          str
     event:         {id, source, time (aware datetime | None)}
-    links:         {acknowledge?: str}   (addresses made for this recipient; may be empty:
-                   test with ``links.get("acknowledge")``, never assume a key)
+    links:         {acknowledge?: str, confirm?: str}   (addresses made for this recipient:
+                   ``confirm`` opens a "confirm receipt" page; may be empty: test with
+                   ``links.get("confirm")`` and ``is weburl``, never assume a key)
+
+    (Shipped templates by status: "alert" firing, escalated, acknowledged, resolved;
+    "reminder" ack-reminder, ack-escalated, update-due; "status-update" status-update;
+    "receipt" receipt-reminder, receipt-overdue; "policy-change", "public-advisory" notice.)
 
 Enum values (severity, risk, change) arrive as plain strings such as ``"critical"`` or
 ``"emergency_upgrade"``; ``labels.j2`` turns them into translated labels. The renderer adds

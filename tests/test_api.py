@@ -51,31 +51,41 @@ class Api:
     db: Database
     clock: FakeClock
     signer: LinkSigner
+    receipts: LinkSigner
     published: list[tuple[bytes, bytes]] = field(default_factory=list)
+    changes: list[None] = field(default_factory=list)
 
-    def alert_id(self) -> str:
+    def alert_id(self, kind: str = "alert") -> str:
         with self.db.engine.connect() as conn:
-            return str(conn.scalar(select(alerts.c.id)))
+            return str(conn.scalar(select(alerts.c.id).where(alerts.c.kind == kind)))
 
     def status(self) -> str:
         with self.db.engine.connect() as conn:
-            return str(conn.scalar(select(alerts.c.status)))
+            return str(conn.scalar(select(alerts.c.status).where(alerts.c.kind == "alert")))
 
 
 @pytest.fixture
 async def api(tmp_path: Path, broker: EmbeddedBroker) -> AsyncIterator[Api]:
-    """The app on a free port over a SQLite store holding the firing sample alert."""
+    """The app on a free port over a SQLite store holding the firing sample alert and the
+    emergency-upgrade policy notice."""
     db = Database(f"sqlite:///{tmp_path / 'api.db'}")
     db.migrate()
     directory = _directory(tmp_path)
     clock = FakeClock(T0)
     router = Router(RoutingConfig.load(ROOT / "config" / "routing.yaml"), directory)
     proc = BatchProcessor(db, router, clock, group="g", topic="t", max_event_bytes=1 << 20)
-    records = [RawRecord("t", 0, 0, None, (SAMPLES / "alert-firing.json").read_bytes(), ())]
+    records = [
+        RawRecord("t", 0, offset, None, (SAMPLES / name).read_bytes(), ())
+        for offset, name in enumerate(("alert-firing.json", "policy-emergency-upgrade.json"))
+    ]
     proc.apply(records, proc.decode(records))
     settings = Settings(config_dir=ROOT / "config")
     signer = LinkSigner(settings.links.secrets, 3600, clock)
+    receipts = LinkSigner(
+        settings.links.secrets, 7200, clock, salt="notifier.receipt", path="receipt"
+    )
     published: list[tuple[bytes, bytes]] = []
+    changes: list[None] = []
 
     async def publish(batch: Sequence[tuple[bytes, bytes]]) -> None:
         published.extend(batch)
@@ -88,11 +98,13 @@ async def api(tmp_path: Path, broker: EmbeddedBroker) -> AsyncIterator[Api]:
         signer,
         publish,
         lambda: broker_problem(broker.bootstrap_servers),
+        receipts,
+        lambda: changes.append(None),
     )
     server = HttpServer(create_app(ctx), "127.0.0.1", 0)
     await server.start()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-        yield Api(client, db, clock, signer, published)
+        yield Api(client, db, clock, signer, receipts, published, changes)
     await server.stop()
     db.dispose()
 
@@ -111,9 +123,24 @@ async def test_health_and_readiness(api: Api) -> None:
 async def test_metrics_expose_store_figures(api: Api) -> None:
     """/metrics reports events, notifications by outcome and open alerts."""
     body = (await api.client.get("/metrics")).text
-    assert 'notifier_events_total{outcome="accepted"} 1.0' in body
-    assert 'notifier_notifications_total{channel="email",outcome="pending"} 7.0' in body
+    assert 'notifier_events_total{outcome="accepted"} 2.0' in body
+    assert 'notifier_notifications_total{channel="email",outcome="pending"} 16.0' in body
     assert 'notifier_open_alerts{severity="critical",status="firing"} 1.0' in body
+    assert "notifier_time_to_acknowledge_seconds_count 0.0" in body
+
+
+async def test_time_to_acknowledge_is_a_histogram(api: Api) -> None:
+    """An acknowledgment 10 minutes after the alert started lands in the 600 s bucket."""
+    with api.db.engine.connect() as conn:
+        started = conn.scalar(select(alerts.c.starts_at).where(alerts.c.kind == "alert"))
+    api.clock.advance((started + timedelta(minutes=10) - api.clock.now()).total_seconds())
+    url = f"/api/v1/alerts/{api.alert_id()}/ack"
+    assert (await api.client.post(url, headers=_auth("mei.lin"))).status_code == 200
+    body = (await api.client.get("/metrics")).text
+    assert 'notifier_time_to_acknowledge_seconds_bucket{le="300"} 0.0' in body
+    assert 'notifier_time_to_acknowledge_seconds_bucket{le="600"} 1.0' in body
+    assert "notifier_time_to_acknowledge_seconds_count 1.0" in body
+    assert "notifier_time_to_acknowledge_seconds_sum 600.0" in body
 
 
 async def test_alerts_are_listed_filtered_and_shown(api: Api) -> None:
@@ -125,6 +152,7 @@ async def test_alerts_are_listed_filtered_and_shown(api: Api) -> None:
     one = (await api.client.get(f"/api/v1/alerts/{api.alert_id()[:8]}")).json()
     assert [s["kind"] for s in one["timeline"]] == ["triggered"]
     assert len(one["notifications"]) == 7
+    assert one["receipts"] is None
     assert (await api.client.get("/api/v1/alerts/ffffffffffff")).status_code == 404
 
 
@@ -144,6 +172,74 @@ async def test_acknowledging_through_the_api_checks_token_and_role(api: Api) -> 
     done = await api.client.post(url + "/resolve", headers=_auth("mei.lin"))
     assert done.json()["status"] == "resolved"
     assert api.status() == "resolved"
+    # The acknowledgment was announced and reminders set, the resolve followed up: the
+    # outbox and scheduler were woken each time the action wrote something.
+    assert len(api.changes) == 2
+    kinds = [n["kind"] for n in (await api.client.get(url)).json()["notifications"]]
+    assert kinds.count("acknowledged") == 6  # everyone paged but mei.lin
+    assert kinds.count("resolved") == 6
+
+
+async def test_status_updates_are_posted_by_those_who_may_acknowledge(api: Api) -> None:
+    """A partner gets 403; a commander's update is recorded (201) in the timeline; an empty
+    one is refused (422); a resolved alert takes no updates (409)."""
+    url = f"/api/v1/alerts/{api.alert_id()}"
+    body = {"note": "Rollback to 5.1.4 in progress"}
+    denied = await api.client.post(url + "/updates", headers=_auth("carlos.ruiz"), json=body)
+    assert denied.status_code == 403
+    empty = await api.client.post(url + "/updates", headers=_auth("mei.lin"), json={"note": ""})
+    assert empty.status_code == 422
+    posted = await api.client.post(url + "/updates", headers=_auth("mei.lin"), json=body)
+    assert posted.status_code == 201
+    timeline = (await api.client.get(url)).json()["timeline"]
+    assert (timeline[-1]["kind"], timeline[-1]["note"]) == ("update", body["note"])
+    await api.client.post(url + "/resolve", headers=_auth("mei.lin"))
+    late = await api.client.post(url + "/updates", headers=_auth("mei.lin"), json=body)
+    assert late.status_code == 409
+
+
+async def test_receipt_link_get_shows_post_confirms(api: Api) -> None:
+    """GET shows the notice and confirms nothing; POST confirms; again says so; the alert
+    shows who has and has not confirmed."""
+    notice = api.alert_id("policy")
+    token = api.receipts.sign(notice, 1, "helga.berg")
+    shown = await api.client.get(f"/receipt/{token}")
+    assert shown.status_code == 200
+    assert "Mandatory client upgrade" in shown.text and "Helga Berg" in shown.text
+    before = (await api.client.get(f"/api/v1/alerts/{notice}")).json()["receipts"]
+    assert before["confirmed"] == []
+    assert {p["person"] for p in before["pending"]} == {
+        "carlos.ruiz",
+        "helga.berg",
+        "sofia.navarro",
+    }
+    done = await api.client.post(f"/receipt/{token}")
+    assert (done.status_code, "Receipt confirmed" in done.text) == (200, True)
+    again = await api.client.post(f"/receipt/{token}")
+    assert (again.status_code, "Already confirmed" in again.text) == (200, True)
+    after = (await api.client.get(f"/api/v1/alerts/{notice}")).json()["receipts"]
+    assert [c["person"] for c in after["confirmed"]] == ["helga.berg"]
+    assert after["confirmed"][0]["via"] == "email-link"
+    assert {p["person"] for p in after["pending"]} == {"carlos.ruiz", "sofia.navarro"}
+
+
+async def test_receipt_links_refuse_what_is_not_theirs(api: Api) -> None:
+    """An acknowledgment token is no receipt token (nor the reverse); a receipt nobody asked
+    for is 404; expired 410; tampered 400."""
+    notice = api.alert_id("policy")
+    ack_token = api.signer.sign(notice, 1, "carlos.ruiz")
+    assert (await api.client.post(f"/receipt/{ack_token}")).status_code == 400
+    receipt_token = api.receipts.sign(api.alert_id(), 1, "mei.lin")
+    assert (await api.client.post(f"/ack/{receipt_token}")).status_code == 400
+    stranger = api.receipts.sign(notice, 1, "mei.lin")
+    assert (await api.client.post(f"/receipt/{stranger}")).status_code == 404
+    old = api.receipts.sign(notice, 1, "carlos.ruiz")
+    api.clock.advance(timedelta(hours=3).total_seconds())
+    assert (await api.client.post(f"/receipt/{old}")).status_code == 410
+    tampered = old[:-3] + ("AAA" if not old.endswith("AAA") else "BBB")
+    assert (await api.client.get(f"/receipt/{tampered}")).status_code == 400
+    pending = (await api.client.get(f"/api/v1/alerts/{notice}")).json()["receipts"]["pending"]
+    assert len(pending) == 3
 
 
 async def test_events_are_validated_then_published(api: Api) -> None:

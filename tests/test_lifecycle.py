@@ -214,3 +214,26 @@ def test_cli_ack_checks_roles_and_reports_twice(tmp_path: Path) -> None:
     assert twice.stdout.startswith("already acknowledged by mei.lin")
     shown = _cli(tmp_path, "alerts", alert_id[:10])
     assert "acknowledged by mei.lin via cli  “taking it”" in shown.stdout
+
+
+def test_cli_update_posts_status_updates_on_open_alerts(tmp_path: Path) -> None:
+    """`notifier update`: a partner may not; a commander's update is in the timeline; a
+    resolved alert takes none, and the error says why."""
+    db = Database(f"sqlite:///{tmp_path / 'n.db'}")
+    db.migrate()
+    _ingest(db, "alert-firing.json")
+    alert_id = _only_alert(db)
+    db.dispose()
+    refused = _cli(tmp_path, "update", alert_id[:10], "--by", "carlos.ruiz", "--note", "x")
+    assert refused.returncode == 1
+    assert "may not post status updates" in refused.stderr
+    note = "Half of the validators run 5.3.1"
+    ok = _cli(tmp_path, "update", alert_id[:10], "--by", "mei.lin", "--note", note)
+    assert ok.returncode == 0, ok.stderr
+    assert "goes out with the next scheduled update" in ok.stdout
+    shown = _cli(tmp_path, "alerts", alert_id[:10])
+    assert f"update       by mei.lin via update  “{note}”" in shown.stdout
+    _cli(tmp_path, "ack", alert_id[:10], "--by", "mei.lin", "--resolve")
+    late = _cli(tmp_path, "update", alert_id[:10], "--by", "mei.lin", "--note", "late")
+    assert late.returncode == 1
+    assert "status updates are for open alerts" in late.stderr

@@ -1,16 +1,23 @@
-"""Signed acknowledgment links: round trip, tampering, key rotation, expiry, malformed input."""
+"""Signed links: round trip, tampering, key rotation, expiry, malformed input, and which
+links the engine offers each reader."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from itsdangerous import URLSafeSerializer
 from pydantic import SecretStr
 
+from notifier.app import Engine, load_configuration
 from notifier.errors import ConfigError, Reason
 from notifier.links import LinkClaim, LinkExpired, LinkInvalid, LinkSigner
+from notifier.settings import Settings
+from notifier.store.outbox import PendingNotification
 from notifier.testing import FakeClock
+
+ROOT = Path(__file__).resolve().parent.parent
 
 START = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 TTL = 3_600
@@ -220,3 +227,59 @@ def test_unusable_configuration_is_a_config_error(
     """No secret, an empty secret or a non-positive ttl raise ConfigError at construction."""
     with pytest.raises(ConfigError):
         LinkSigner([SecretStr(s) for s in secrets], ttl_seconds=ttl, clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("kind", "person", "tier", "expected"),
+    [
+        ("firing", "mei.lin", "commanders", {"acknowledge"}),
+        ("escalated-2", "priya.raman", "escalation", {"acknowledge"}),
+        ("firing", "carlos.ruiz", "partners", set()),  # partners may not acknowledge
+        ("resolved", "mei.lin", "commanders", set()),
+        ("notice", "carlos.ruiz", "partners", {"confirm"}),  # partners confirm receipt
+        ("notice", "mei.lin", "commanders", set()),
+        ("receipt-reminder", "sofia.navarro", "regulators", {"confirm"}),
+        ("acknowledged", "ana.costa", "responders", set()),
+    ],
+)
+def test_the_engine_offers_each_reader_the_links_meant_for_them(
+    tmp_path: Path, kind: str, person: str, tier: str, expected: set[str]
+) -> None:
+    """Pages carry an acknowledgment link for those allowed to acknowledge; notices to tiers
+    that must confirm receipt, and reminders about them, a confirm-receipt link; each link
+    verifies only with its own signer, for the reader it was made for."""
+    settings = Settings(config_dir=ROOT / "config", store={"url": f"sqlite:///{tmp_path / 'e.db'}"})
+    engine = Engine(load_configuration(settings), clock=FakeClock(START))
+    n = PendingNotification(
+        id="n",
+        alert_id="a1",
+        fingerprint="f",
+        occurrence=2,
+        kind=kind,
+        person_id=person,
+        channel="email",
+        address="x@example.org",
+        recipient_name="X",
+        tier=tier,
+        template="alert",
+        clearance="restricted",
+        locale="en",
+        timezone="UTC",
+        dispatches=0,
+        payload={},
+    )
+    links = engine.links_for(n)
+    assert set(links) == expected
+    for name, url in links.items():
+        path, token = url.rsplit("/", 2)[-2:]
+        own, other = (
+            (engine.signer, engine.receipt_signer)
+            if name == "acknowledge"
+            else (engine.receipt_signer, engine.signer)
+        )
+        assert url.startswith(settings.http.public_url)
+        assert path == ("ack" if name == "acknowledge" else "receipt")
+        claim = own.verify(token)
+        assert (claim.alert_id, claim.occurrence, claim.person_id) == ("a1", 2, person)
+        with pytest.raises(LinkInvalid):
+            other.verify(token)
