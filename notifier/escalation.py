@@ -10,12 +10,14 @@ earlier occurrence: the fencing token).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The engine's own message templates (beside the ones routing rules name).
@@ -251,6 +253,27 @@ class Plan:
                 tuple(updates["stakeholders"]),
             ),
         )
+
+
+def plan_key(body: dict[str, Any]) -> str:
+    """The content address of a stored plan: equal plans share one row."""
+    raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenPlan:
+    """A plan with its stored form and content key, computed once per rule and policy."""
+
+    plan: Plan
+    body: dict[str, Any]
+    key: str
+
+    @classmethod
+    def of(cls, plan: Plan) -> FrozenPlan:
+        """Wrap ``plan``."""
+        body = plan.to_json()
+        return cls(plan, body, plan_key(body))
 
 
 Resolve = Callable[[Targets], list[tuple[str, str]]]

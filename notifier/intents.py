@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from notifier.correlate import Effect, Transition
+from notifier.escalation import plan_key
 from notifier.routing import Recipient, Router
 
 
@@ -81,7 +82,8 @@ class TimerKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """A row for the timers table: what it is for, when it is due, and its frozen plan."""
+    """A row for the timers table: what it is for, when it is due, and its frozen plan
+    (stored once in the plans table under its content key, shared by every timer)."""
 
     id: str
     alert_id: str
@@ -90,6 +92,7 @@ class Timer:
     step: int
     due_at: datetime
     event_key: str
+    plan_key: str
     plan: dict[str, Any]
 
     @classmethod
@@ -101,13 +104,14 @@ class Timer:
         step: int,
         due_at: datetime,
         event_key: str,
+        plan_key: str,
         plan: dict[str, Any],
         qualifier: str = "",
     ) -> Timer:
         """A timer whose id derives from what it is for (``qualifier`` tells apart several
         timers of one kind and step, e.g. one per tier)."""
         tid = timer_id(alert_id, occurrence, f"{kind.value}{qualifier}", step)
-        return cls(tid, alert_id, occurrence, kind, step, due_at, event_key, plan)
+        return cls(tid, alert_id, occurrence, kind, step, due_at, event_key, plan_key, plan)
 
     def row(self) -> dict[str, Any]:
         """The timers table row."""
@@ -119,7 +123,7 @@ class Timer:
             "step": self.step,
             "due_at": self.due_at,
             "event_key": self.event_key,
-            "plan": self.plan,
+            "plan_id": self.plan_key,
             "state": "pending",
         }
 
@@ -146,34 +150,32 @@ def split_kind(kind: str) -> tuple[str, int | None]:
 def start_timers(transitions: Iterable[Transition], router: Router, now: datetime) -> list[Timer]:
     """Freeze the policy of every alert that starts firing under a rule with one, and
     schedule its first escalation step and its first status update."""
-    scheduled = []
+    scheduled: list[Timer] = []
     for transition in transitions:
         if transition.effect is not Effect.FIRING:
             continue
-        plan = router.plan_for(transition.event)
-        if plan is None:
+        frozen = router.plan_for(transition.event)
+        if frozen is None:
             continue
-        alert, raw = transition.alert, plan.to_json()
+        alert, plan = transition.alert, frozen.plan
+        first = []
         if plan.steps:
-            due = now + timedelta(seconds=plan.steps[0].delay_seconds)
-            scheduled.append(
-                Timer.new(
-                    alert.id,
-                    alert.occurrence,
-                    TimerKind.ESCALATION,
-                    0,
-                    due,
-                    transition.event_key,
-                    raw,
-                )
-            )
+            first.append((TimerKind.ESCALATION, plan.steps[0].delay_seconds))
         if plan.updates is not None:
-            due = now + timedelta(seconds=plan.updates.every_seconds)
-            scheduled.append(
-                Timer.new(
-                    alert.id, alert.occurrence, TimerKind.UPDATE, 0, due, transition.event_key, raw
-                )
+            first.append((TimerKind.UPDATE, plan.updates.every_seconds))
+        scheduled += [
+            Timer.new(
+                alert.id,
+                alert.occurrence,
+                kind,
+                0,
+                now + timedelta(seconds=delay),
+                transition.event_key,
+                frozen.key,
+                frozen.body,
             )
+            for kind, delay in first
+        ]
     return scheduled
 
 
@@ -228,6 +230,7 @@ def receipt_requests(
             "deadline": deadline.isoformat(),
             "liaison": router.audience(policy.liaison, cap),
         }
+        key_of_raw = plan_key(raw)
         timers[key] = [
             Timer.new(
                 alert.id,
@@ -236,6 +239,7 @@ def receipt_requests(
                 step,
                 due,
                 intent.transition.event_key,
+                key_of_raw,
                 raw,
                 qualifier=f":{tier_name}",
             )

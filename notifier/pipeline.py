@@ -26,10 +26,10 @@ from notifier.store import Database, StaleOffsetsError
 from notifier.store.batch import (
     Rejection,
     alert_heads,
-    escalated_recipients,
     seen_event_keys,
     write_batch,
 )
+from notifier.store.followups import paged
 from notifier.store.offsets import fence_offsets
 
 log = structlog.get_logger(__name__)
@@ -141,7 +141,12 @@ class BatchProcessor:
                     for t in correlation.transitions
                     if t.effect is Effect.RESOLVED
                 ]
-                escalated = escalated_recipients(conn, resolved, self._router.directory)
+                escalated = {
+                    occurrence: [p.recipient for p in pages]
+                    for occurrence, pages in paged(
+                        conn, resolved, self._router.directory, escalated_only=True
+                    ).items()
+                }
                 intents = plan(correlation.transitions, self._router, now, escalated)
                 scheduled = start_timers(correlation.transitions, self._router, now)
                 asked, receipt_timers = receipt_requests(intents, self._router, now)

@@ -25,7 +25,7 @@ from notifier.errors import ConfigError
 from notifier.escalation import (
     RECEIPT_TEMPLATE,
     EscalationPolicy,
-    Plan,
+    FrozenPlan,
     ReceiptPolicy,
     Targets,
     freeze,
@@ -270,7 +270,7 @@ class Router:
         self._config = config
         self._directory = directory
         self._cache: dict[_RouteKey, tuple[Recipient, ...]] = {}
-        self._plans: dict[tuple[str, str], Plan] = {}
+        self._plans: dict[tuple[str, str], FrozenPlan] = {}
         for name, tier in config.tiers.items():
             for person_id in tier.people:
                 if directory.get(person_id) is None:
@@ -361,7 +361,7 @@ class Router:
                 return verdict.rule.escalation, verdict.rule
         return None
 
-    def plan_for(self, event: Event) -> Plan | None:
+    def plan_for(self, event: Event) -> FrozenPlan | None:
         """The escalation plan an alert starting with ``event`` follows, frozen now.
 
         Router and directory never change once built (a reload builds a new router), so the
@@ -371,17 +371,19 @@ class Router:
         if found is None:
             return None
         name, rule = found
-        plan = self._plans.get((name, rule.name))
-        if plan is None:
-            plan = freeze(
-                name,
-                self.policy(name),
-                partial(self.audience, cap=rule.confidentiality),
-                template=rule.template,
-                clearance=rule.confidentiality.value,
+        frozen = self._plans.get((name, rule.name))
+        if frozen is None:
+            frozen = FrozenPlan.of(
+                freeze(
+                    name,
+                    self.policy(name),
+                    partial(self.audience, cap=rule.confidentiality),
+                    template=rule.template,
+                    clearance=rule.confidentiality.value,
+                )
             )
-            self._plans[(name, rule.name)] = plan
-        return plan
+            self._plans[(name, rule.name)] = frozen
+        return frozen
 
     def policy(self, name: str) -> EscalationPolicy:
         """An escalation policy by name."""

@@ -1,4 +1,4 @@
-"""The timer scheduler: fires due escalation steps once, in due order, and then sleeps.
+"""The timer scheduler: fires due timers once, in due order, and then sleeps.
 
 It fires due timers in batches, each batch one transaction (see :mod:`notifier.store.timers`),
 wakes the outbox when a step produced notifications, and then
@@ -9,6 +9,7 @@ After downtime it catches up: every overdue timer is due, earliest first.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -61,16 +62,27 @@ class Scheduler:
     async def fire_due(self) -> int:
         """Fire one batch of due timers; return how many were due."""
         fired = await asyncio.to_thread(self._fire, self._clock.now())
+        if not fired:
+            return 0
+        # One line per timer that notified someone (the ones worth tracing); timers that
+        # only found their alert moved on are counted in the batch line.
         for f in fired:
-            log.info(
-                "timer.fired",
-                timer_id=f.timer_id,
-                alert_id=f.timer.alert_id,
-                step=f.timer.step + 1,
-                outcome=f.outcome,
-                notifications=f.notifications,
-                lateness=round(f.lateness, 3),
-            )
+            if f.notifications:
+                log.info(
+                    "timer.fired",
+                    timer_id=f.timer_id,
+                    kind=f.timer.kind.value,
+                    alert_id=f.timer.alert_id,
+                    step=f.timer.step + 1,
+                    notifications=f.notifications,
+                    lateness=round(f.lateness, 3),
+                )
+        log.info(
+            "timers.batch",
+            fired=len(fired),
+            outcomes=dict(Counter(f.outcome for f in fired)),
+            max_lateness=round(max(f.lateness for f in fired), 3),
+        )
         if any(f.notifications for f in fired):
             self._on_notifications()
         return len(fired)
@@ -80,7 +92,7 @@ class Scheduler:
             return rows.fire_due(
                 conn,
                 now,
-                self._settings.batch_size,
+                self._settings.timer_batch_size,
                 self._directory,
                 skip_locked=not self._db.is_sqlite,
             )

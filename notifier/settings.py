@@ -79,12 +79,15 @@ class SmtpSettings(BaseModel):
 
 
 class DeliverySettings(BaseModel):
-    """How the outbox is drained."""
+    """How the outbox is drained and due timers are fired."""
 
     model_config = ConfigDict(extra="forbid")
 
     concurrency: int = Field(default=8, ge=1, le=256)
-    batch_size: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=100, ge=1, description="notifications claimed per pass")
+    timer_batch_size: int = Field(
+        default=500, ge=1, le=5000, description="due timers fired per transaction"
+    )
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     lease_seconds: float = Field(default=60.0, gt=0, description="a claimed send is retried after")
     send_attempts: int = Field(default=3, ge=1, description="in-process tries per dispatch")

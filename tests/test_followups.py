@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from notifier.compose import compose
 from notifier.directory import Directory
-from notifier.escalation import Plan
+from notifier.escalation import plan_key
 from notifier.i18n import Catalogs
-from notifier.intents import split_kind
+from notifier.intents import Timer, TimerKind, split_kind
 from notifier.lifecycle import Action, Verb
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
@@ -35,6 +35,7 @@ from notifier.store.queries import alert_detail
 from notifier.store.receipts import Confirmation, confirm_receipt, receipt_status
 from notifier.store.schema import alerts, notifications, timers
 from notifier.store.timeline import UpdateRefused, apply_action, post_update, timeline
+from notifier.store.timers import load_plans, next_due, write_timers
 from notifier.templating import Renderer
 from notifier.testing import FakeClock
 
@@ -333,7 +334,9 @@ async def test_escalation_reveals_no_more_than_each_persons_tiers(db: Database) 
     story.router = Router(RoutingConfig.model_validate(raw), story.directory)
     story.ingest("alert-firing.json")
     with db.engine.connect() as conn:
-        plan = Plan.from_json(conn.scalar(select(timers.c.plan).limit(1)))
+        key = str(conn.scalar(select(timers.c.plan_id).limit(1)))
+        plan = load_plans(conn, [key])[key][1]
+    assert plan is not None
     assert plan.clearance_for("mei.lin") == "confidential"
     assert plan.clearance_for("sofia.navarro") == "restricted"
     assert plan.clearance_for("public-advisories") == "public"
@@ -395,3 +398,21 @@ async def test_every_follow_up_renders_in_its_readers_language(db: Database) -> 
             assert n.details is not None
             for pending in n.details["pending"]:
                 assert pending["name"] in message.rendered.text
+
+
+async def test_timers_of_an_unknown_kind_wait_for_an_engine_that_knows_them(
+    db: Database,
+) -> None:
+    """During a rolling upgrade an older engine leaves a newer kind of timer pending (it
+    neither fires nor discards it) and does not count it as due."""
+    story = Story(db)
+    future = Timer(
+        "t-future", "a-1", 1, TimerKind.ESCALATION, 0, T0, "k", plan_key({"x": 1}), {"x": 1}
+    )
+    with db.transaction() as conn:
+        write_timers(conn, [future])
+        conn.execute(update(timers).values(kind="from-the-future"))
+    assert await story.at(10) == 0
+    with db.engine.connect() as conn:
+        assert conn.scalar(select(timers.c.state)) == "pending"
+        assert next_due(conn) is None

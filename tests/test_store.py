@@ -9,16 +9,18 @@ from pathlib import Path
 import orjson
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select, text
 
 from notifier.clock import SystemClock
 from notifier.directory import Directory
+from notifier.escalation import plan_key
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
 from notifier.store import Database
 from notifier.store import outbox as rows
 from notifier.store.offsets import load_offsets
 from notifier.store.queries import counts
-from notifier.store.schema import metadata
+from notifier.store.schema import metadata, plans, timers
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "config" / "samples"
@@ -182,3 +184,30 @@ def test_concurrent_claims_never_share_a_row(postgres_url: str) -> None:
     all_ids = [i for batch in claimed for i in batch]
     assert len(all_ids) == len(set(all_ids)) == 140
     db.dispose()
+
+
+def test_upgrading_moves_each_timers_plan_into_the_plans_table(store_url: str) -> None:
+    """A store with timers that carry their plan inline (revision 0004) keeps every timer,
+    now pointing at one shared, content-addressed plan row."""
+    db = Database(store_url)
+    try:
+        db.migrate("0004")
+        plan = {"policy": "p", "template": "alert", "clearance": "public", "steps": []}
+        with db.engine.begin() as conn:
+            for i in range(3):
+                conn.execute(
+                    text(
+                        "INSERT INTO timers (id, alert_id, occurrence, kind, step, due_at, "
+                        "event_key, plan, state) VALUES (:id, 'a', 1, 'escalation', :step, "
+                        "'2026-11-20 08:00:00', 'k', :plan, 'pending')"
+                    ),
+                    {"id": f"t{i}", "step": i, "plan": orjson.dumps(plan).decode()},
+                )
+        db.migrate()
+        with db.engine.connect() as conn:
+            keys = set(conn.scalars(select(timers.c.plan_id)))
+            stored = list(conn.execute(select(plans.c.id, plans.c.body)))
+        assert keys == {plan_key(plan)}
+        assert [(k, body) for k, body in stored] == [(plan_key(plan), plan)]
+    finally:
+        db.dispose()

@@ -14,8 +14,11 @@ import pytest
 import yaml
 from sqlalchemy import func, insert, select
 
+from notifier.escalation import plan_key
+from notifier.intents import Timer, TimerKind
 from notifier.store import Database
 from notifier.store.schema import alert_timeline, alerts, timers
+from notifier.store.timers import write_timers
 
 pytestmark = pytest.mark.integration
 
@@ -57,20 +60,20 @@ def _seed(db: Database, due: datetime, spread_ms: int = 0) -> None:
                 for i in range(TIMERS)
             ],
         )
-        conn.execute(
-            insert(timers),
+        write_timers(
+            conn,
             [
-                {
-                    "id": f"t{i:031d}",
-                    "alert_id": f"a{i:031d}",
-                    "occurrence": 1,
-                    "kind": "escalation",
-                    "step": 0,
-                    "due_at": due + timedelta(milliseconds=spread_ms * i),
-                    "event_key": "k",
-                    "plan": PLAN,
-                    "state": "pending",
-                }
+                Timer(
+                    f"t{i:031d}",
+                    f"a{i:031d}",
+                    1,
+                    TimerKind.ESCALATION,
+                    0,
+                    due + timedelta(milliseconds=spread_ms * i),
+                    "k",
+                    plan_key(PLAN),
+                    PLAN,
+                )
                 for i in range(TIMERS)
             ],
         )

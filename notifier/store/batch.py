@@ -28,9 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from notifier.correlate import AlertHead, Correlation, Effect
-from notifier.directory import ChannelKind, Directory
 from notifier.intents import Intent, ReceiptRequest, Timer
-from notifier.routing import Clearance, Recipient
 from notifier.store.bulk import Bulk
 from notifier.store.offsets import advance_offsets
 from notifier.store.outbox import notification_row
@@ -43,9 +41,8 @@ from notifier.store.schema import (
     notifications,
     receipts,
     rejections,
-    timers,
 )
-from notifier.store.timers import timer_rows
+from notifier.store.timers import write_timers
 
 # SQLite allows 32,766 bound parameters per statement; stay far below for IN lists.
 _CHUNK = 500
@@ -87,42 +84,6 @@ def alert_heads(conn: Connection, fingerprints: Sequence[str], lock: bool) -> di
             query = query.with_for_update()
         for row in conn.execute(query):
             found[row[1]] = AlertHead(*row)
-    return found
-
-
-def escalated_recipients(
-    conn: Connection, occurrences: Sequence[tuple[str, int]], directory: Directory
-) -> dict[tuple[str, int], list[Recipient]]:
-    """Who escalation steps paged about these alert occurrences, as recipients."""
-    found: dict[tuple[str, int], list[Recipient]] = {}
-    if not occurrences:
-        return found
-    query = (
-        select(
-            notifications.c.alert_id,
-            notifications.c.occurrence,
-            notifications.c.person_id,
-            notifications.c.rule,
-            notifications.c.template,
-            notifications.c.clearance,
-        )
-        .where(
-            notifications.c.alert_id.in_([a for a, _ in occurrences]),
-            notifications.c.kind.startswith("escalated"),
-        )
-        .distinct()
-    )
-    wanted = set(occurrences)
-    for alert_id, occurrence, person_id, rule, template, clearance in conn.execute(query):
-        person = directory.get(person_id)
-        contact = person.contact(ChannelKind.EMAIL) if person is not None else None
-        if (alert_id, occurrence) not in wanted or person is None or contact is None:
-            continue
-        entries = found.setdefault((alert_id, occurrence), [])
-        if all(r.person.id != person_id for r in entries):
-            entries.append(
-                Recipient(person, contact, "escalation", rule, template, Clearance(clearance))
-            )
     return found
 
 
@@ -168,7 +129,7 @@ def write_batch(
         ],
     )
     _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i) for i in intents])
-    _INSERT_TIMERS.run(conn, timer_rows(scheduled))
+    write_timers(conn, scheduled)
     if receipts_asked:
         conn.execute(
             insert(receipts),
@@ -292,7 +253,6 @@ _INSERT_TIMELINE = Bulk(
     insert(alert_timeline).values({c: bindparam(c) for c in _TIMELINE_COLUMNS}),
     _types(alert_timeline),
 )
-_INSERT_TIMERS = Bulk(insert(timers), _types(timers))
 _INSERT_EVENT_KEYS = Bulk(insert(event_keys), _types(event_keys))
 _INSERT_EVENTS = Bulk(insert(events), _types(events))
 _INSERT_ALERTS = Bulk(insert(alerts), _types(alerts))

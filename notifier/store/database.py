@@ -65,13 +65,13 @@ class Database:
         """The backend name: ``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision``, by default the newest migration (idempotent)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(files("notifier.store") / "migrations"))
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
 
     def tables(self) -> set[str]:
         """The tables that exist (for health checks and tests)."""

@@ -218,13 +218,22 @@ timers = Table(
     Column("step", Integer, nullable=False),
     Column("due_at", UTCDateTime, nullable=False),
     Column("event_key", String(32), nullable=False),
-    Column("plan", JSON, nullable=False),
+    Column("plan_id", String(32), nullable=False),
     Column("state", String(16), nullable=False),
     Column("fired_at", UTCDateTime),
     Column("outcome", String(16)),
 )
 Index("ix_timers_due", timers.c.state, timers.c.due_at)
 Index("ix_timers_alert_id", timers.c.alert_id, timers.c.occurrence)
+
+# Frozen plans (escalation policies resolved to people, receipt checks), stored once under a
+# hash of their content: thousands of timers share a handful of plans.
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("body", JSON, nullable=False),
+)
 
 # Recipients of policy notices who must confirm receipt, and when (and how) they did.
 receipts = Table(

@@ -12,12 +12,14 @@ What each kind does is decided by pure functions (:func:`notifier.escalation.dec
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, func, insert, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from notifier.directory import ChannelKind, Directory
 from notifier.escalation import (
@@ -31,12 +33,14 @@ from notifier.escalation import (
 from notifier.intents import Timer, TimerKind, notification_id
 from notifier.reminders import AlertNow, decide_receipt, decide_reminder, decide_update
 from notifier.routing import Clearance, Recipient
+from notifier.store.bulk import Bulk
 from notifier.store.outbox import notification_row
 from notifier.store.schema import (
     UTCDateTime,
     alert_timeline,
     alerts,
     notifications,
+    plans,
     receipts,
     timers,
 )
@@ -53,7 +57,9 @@ class DueTimer:
     step: int
     due_at: datetime
     event_key: str
+    plan_key: str
     plan: dict[str, Any]
+    frozen: Plan | None  # the plan of escalation, reminder and update timers, parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +80,43 @@ class _Head:
     update: tuple[datetime, str, str | None] | None  # latest status update: at, by, note
 
 
-def timer_rows(scheduled: Sequence[Timer]) -> list[dict[str, Any]]:
-    """Rows for the timers table."""
-    return [t.row() for t in scheduled]
+def write_timers(conn: Connection, scheduled: Sequence[Timer]) -> None:
+    """Insert timers, and the plans they follow unless already stored (plans are keyed by
+    their content, so another instance storing the same plan first is no conflict)."""
+    if not scheduled:
+        return
+    bodies = {t.plan_key: t.plan for t in scheduled}
+    stmt = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(plans)
+    conn.execute(
+        stmt.on_conflict_do_nothing(index_elements=["id"]),
+        [{"id": key, "body": body} for key, body in bodies.items()],
+    )
+    _INSERT_TIMERS.run(conn, [t.row() for t in scheduled])
+
+
+def load_plans(
+    conn: Connection, keys: Iterable[str]
+) -> dict[str, tuple[dict[str, Any], Plan | None]]:
+    """Stored plans by key, each with the escalation plan it describes (None for receipt
+    checks). Plans never change (their key is their content), so they are cached for good;
+    callers share the returned objects and must not change them."""
+    wanted = set(keys)
+    missing = wanted - _PLANS.keys()
+    if missing:
+        if len(_PLANS) > _PLAN_CACHE_SIZE:
+            _PLANS.clear()
+        for key, body in conn.execute(
+            select(plans.c.id, plans.c.body).where(plans.c.id.in_(missing))
+        ):
+            _PLANS[key] = (body, Plan.from_json(body) if "steps" in body else None)
+    found = {key: _PLANS.get(key) for key in wanted}  # get: another thread may clear it
+    return {key: value for key, value in found.items() if value is not None}
+
+
+_KINDS = [kind.value for kind in TimerKind]
+_PLANS: dict[str, tuple[dict[str, Any], Plan | None]] = {}
+_PLAN_CACHE_SIZE = 4096
+_INSERT_TIMERS = Bulk(insert(timers), {c.name: c.type for c in timers.columns})
 
 
 def fire_due(
@@ -90,28 +130,48 @@ def fire_due(
     the commit leaves it pending for the next pass.
     """
     query = (
-        select(timers)
-        .where(timers.c.state == "pending", timers.c.due_at <= now)
+        select(
+            timers.c.id,
+            timers.c.alert_id,
+            timers.c.occurrence,
+            timers.c.kind,
+            timers.c.step,
+            timers.c.due_at,
+            timers.c.event_key,
+            timers.c.plan_id,
+        )
+        .where(
+            timers.c.state == "pending",
+            timers.c.due_at <= now,
+            # Kinds this version knows: a newer instance's kinds wait for it (rolling upgrade).
+            timers.c.kind.in_(_KINDS),
+        )
         .order_by(timers.c.due_at)
         .limit(limit)
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True)
-    due = [
-        DueTimer(
-            r["id"],
-            r["alert_id"],
-            r["occurrence"],
-            TimerKind(r["kind"]),
-            r["step"],
-            r["due_at"],
-            r["event_key"],
-            r["plan"],
-        )
-        for r in conn.execute(query).mappings()
-    ]
-    if not due:
+    rows = conn.execute(query).all()
+    if not rows:
         return []
+    stored = load_plans(conn, {r[7] for r in rows})
+    due = []
+    for tid, alert_id, occurrence, kind, step, due_at, event_key, plan_id in rows:
+        plan, frozen = stored.get(plan_id, ({}, None))
+        due.append(
+            DueTimer(
+                tid,
+                alert_id,
+                occurrence,
+                TimerKind(kind),
+                step,
+                due_at,
+                event_key,
+                plan_id,
+                plan,
+                frozen,
+            )
+        )
     heads = _heads(conn, due, lock=skip_locked)
     pending = _pending_receipts(conn, [t for t in due if t.kind is TimerKind.RECEIPT])
     writes = _Writes(directory, now)
@@ -122,7 +182,7 @@ def fire_due(
             outcome, sent = Stop.STALE.value, 0
         else:
             outcome, sent = writes.fire(timer, head, pending)
-        writes.done.append({"b_id": timer.id, "b_outcome": outcome, "b_at": now})
+        writes.done.append((timer.id, outcome))
         fired.append(Fired(timer.id, outcome, sent, timer, (now - timer.due_at).total_seconds()))
     writes.apply(conn)
     return fired
@@ -199,7 +259,7 @@ class _Writes:
         self.notifications: list[dict[str, Any]] = []
         self.timers: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
-        self.done: list[dict[str, Any]] = []
+        self.done: list[tuple[str, str]] = []  # (timer id, outcome)
 
     def fire(
         self,
@@ -209,10 +269,12 @@ class _Writes:
     ) -> tuple[str, int]:
         """Decide and queue what ``timer`` does; return its outcome and how many it notifies."""
         before = len(self.notifications)
+        plan = timer.frozen
         if timer.kind is TimerKind.RECEIPT:
             outcome = self._receipt(timer, head, pending)
+        elif plan is None:  # a plan that does not parse as one: nothing to act on
+            outcome = Stop.STALE.value
         else:
-            plan = Plan.from_json(timer.plan)
             if timer.kind is TimerKind.ESCALATION:
                 outcome = self._escalate(timer, plan, head)
             elif timer.kind is TimerKind.REMINDER:
@@ -388,6 +450,7 @@ class _Writes:
             timer.step + 1,
             due,
             timer.event_key,
+            timer.plan_key,
             timer.plan,
         )
         self.timers.append(follow.row())
@@ -428,18 +491,24 @@ class _Writes:
             conn.execute(insert(timers), self.timers)
         if self.timeline:
             conn.execute(insert(alert_timeline), self.timeline)
-        conn.execute(
-            update(timers)
-            .where(timers.c.id == bindparam("b_id"))
-            .values(state="done", fired_at=bindparam("b_at"), outcome=bindparam("b_outcome")),
-            self.done,
-        )
+        # One statement per outcome (there are a handful), not one per timer.
+        by_outcome: dict[str, list[str]] = {}
+        for timer_id, outcome in self.done:
+            by_outcome.setdefault(outcome, []).append(timer_id)
+        for outcome, ids in by_outcome.items():
+            conn.execute(
+                update(timers)
+                .where(timers.c.id.in_(ids))
+                .values(state="done", fired_at=self.now, outcome=outcome)
+            )
 
 
 def next_due(conn: Connection) -> datetime | None:
     """When the earliest pending timer is due."""
     earliest = func.min(timers.c.due_at)
     value: datetime | None = conn.execute(
-        select(type_coerce(earliest, UTCDateTime())).where(timers.c.state == "pending")
+        select(type_coerce(earliest, UTCDateTime())).where(
+            timers.c.state == "pending", timers.c.kind.in_(_KINDS)
+        )
     ).scalar()
     return value
