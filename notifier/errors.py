@@ -77,7 +77,17 @@ class TemplateError(NotifierError):
 
 
 class DeliveryError(NotifierError):
-    """A channel could not deliver a message."""
+    """A channel could not deliver a message.
+
+    ``retry_after`` (seconds) is the receiver's own word on when to try again (an HTTP or
+    Slack ``Retry-After``); retries never come sooner.
+    """
+
+    def __init__(
+        self, message: str, *, reason: Reason | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class TransientDeliveryError(DeliveryError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +23,27 @@ class RenderedMessage:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """A rendered message addressed to one contact, with the stable id receivers dedupe on."""
+    """A rendered message addressed to one contact, with the stable id receivers dedupe on.
+
+    ``address`` is what the contact says for its channel: an email address, a Slack channel
+    or user id, a webhook endpoint's name. The rest describes the alert for channels that
+    show more than text (Slack blocks and buttons, webhook bodies): ``status`` is the
+    notification's status (``firing``, ``escalated``, ``acknowledged``, ``resolved``, ...),
+    ``links`` the signed links made for this reader (``acknowledge``, ``confirm``),
+    ``thread`` the provider id of the first message about this alert occurrence at this
+    address (Slack threads replies under it and updates it), ``mention`` the Slack user id
+    of the person the message is about (who acknowledged), if known.
+    """
 
     notification_id: str
     recipient_name: str
     address: str
     rendered: RenderedMessage
+    alert_id: str = ""
+    occurrence: int = 0
+    status: str = ""
+    severity: str | None = None
+    runbook_url: str | None = None
+    links: Mapping[str, str] = field(default_factory=dict)
+    thread: str | None = None
+    mention: str | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,6 +76,56 @@ class SmtpSettings(BaseModel):
     timeout_seconds: float = Field(default=10.0, gt=0)
     sender: str = "Notifier <notifier@localhost>"
     message_id_domain: str = "notifier.local"
+
+
+class SlackSettings(BaseModel):
+    """Slack's Web API (or a local stand-in at ``base_url``) and the app's signing secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    base_url: str = Field(
+        default="https://slack.com/api/", description="must end with '/' (slack-sdk drops /api)"
+    )
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = Field(
+        default=None, description="verifies POST /slack/actions (interactivity)"
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    pace_seconds: float = Field(
+        default=1.0, ge=0, description="at least this long between messages to one channel"
+    )
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("base_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+
+class WebhookEndpoint(BaseModel):
+    """One receiver of outgoing webhooks; contacts name it (``{channel: webhook, address:
+    <name>}``), so event data never chooses where requests go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://", description="http(s) URL of the receiver")
+    secret: SecretStr = Field(description="HMAC-SHA256 key for the signature header")
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class WebhookSettings(BaseModel):
+    """Outgoing webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: dict[str, WebhookEndpoint] = Field(default_factory=dict)
+    allow_private_networks: bool = Field(
+        default=False,
+        description="allow loopback and private (RFC 1918/4193) receivers; link-local and "
+        "cloud metadata addresses are always refused",
+    )
+    concurrency: int = Field(default=16, ge=1, le=256)
 
 
 class DeliverySettings(BaseModel):
@@ -158,6 +208,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     store: StoreSettings = StoreSettings()
     smtp: SmtpSettings = SmtpSettings()
+    slack: SlackSettings = SlackSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     delivery: DeliverySettings = DeliverySettings()
     templates: TemplateSettings = TemplateSettings()
     log: LogSettings = LogSettings()
