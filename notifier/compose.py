@@ -81,16 +81,35 @@ def template_context(
 
 
 def compose(
-    renderer: Renderer, n: PendingNotification, links: Mapping[str, str] | None = None
+    renderer: Renderer,
+    n: PendingNotification,
+    links: Mapping[str, str] | None = None,
+    *,
+    thread: str | None = None,
+    mention: str | None = None,
 ) -> OutgoingMessage:
     """Render a claimed notification for its recipient; raises TemplateError.
 
-    ``links`` (e.g. ``{"acknowledge": url}``) are shown by templates that offer them.
+    ``links`` (e.g. ``{"acknowledge": url}``) are shown by templates that offer them;
+    ``thread`` and ``mention`` are passed on to the channel (see OutgoingMessage).
     """
     context = template_context(n, links)
     rendered = renderer.render(
         n.template, n.channel, locale=n.locale, timezone=n.timezone, context=context
     )
+    alert = context.get("alert") or {}
+    policy = context.get("policy") or {}
     return OutgoingMessage(
-        notification_id=n.id, recipient_name=n.recipient_name, address=n.address, rendered=rendered
+        notification_id=n.id,
+        recipient_name=n.recipient_name,
+        address=n.address,
+        rendered=rendered,
+        alert_id=n.alert_id,
+        occurrence=n.occurrence,
+        status=context["status"],
+        severity=alert.get("severity") or policy.get("risk"),
+        runbook_url=alert.get("runbook_url"),
+        links=context["links"],
+        thread=thread,
+        mention=mention,
     )

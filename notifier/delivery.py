@@ -7,6 +7,8 @@ Two layers of retrying, each in exactly one place:
 * :func:`next_dispatch_delay`: when those attempts are exhausted, the outbox keeps the intent
   pending and schedules the next dispatch this far in the future (full jitter, so a relay
   outage does not turn into a synchronized thundering herd when it ends).
+
+Both honour a receiver's ``Retry-After`` (:attr:`DeliveryError.retry_after`) as a floor.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tenacity import (
 )
 
 from notifier.channels.base import Channel
-from notifier.errors import NotifierError, Reason, is_retriable
+from notifier.errors import DeliveryError, NotifierError, Reason, is_retriable
 from notifier.message import OutgoingMessage
 
 __all__ = ["next_dispatch_delay", "send_with_retry"]
@@ -64,14 +66,23 @@ async def send_with_retry(
             delay=round(state.upcoming_sleep, 3),
         )
 
+    # 'multiplier' is tenacity 9's name for the first wait (it deprecated 'initial').
+    backoff = wait_exponential_jitter(
+        multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff
+    )
+
+    def wait(state: RetryCallState) -> float:
+        # The receiver's Retry-After is a floor: never come back sooner than it asked.
+        exc = state.outcome.exception() if state.outcome is not None else None
+        asked = exc.retry_after if isinstance(exc, DeliveryError) else None
+        return max(backoff(state), asked or 0.0)
+
     retrying = AsyncRetrying(
         # stop_before_delay, not stop_after_delay: never start a backoff that would already
-        # overrun the deadline only to give up after it.
+        # overrun the deadline only to give up after it (a Retry-After past the deadline
+        # hands the message back to the outbox, which waits that long).
         stop=stop_after_attempt(attempts) | stop_before_delay(deadline_seconds),
-        # 'multiplier' is tenacity 9's name for the first wait (it deprecated 'initial').
-        wait=wait_exponential_jitter(
-            multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff
-        ),
+        wait=wait,
         retry=retry_if_exception(is_retriable),
         sleep=sleep,
         before_sleep=before_sleep,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from functools import cached_property
@@ -15,7 +16,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from notifier.errors import ConfigError
 from notifier.lifecycle import Verb
@@ -28,15 +38,44 @@ class ChannelKind(StrEnum):
     """The kinds of contact the engine can deliver to."""
 
     EMAIL = "email"
+    SLACK = "slack"
+    WEBHOOK = "webhook"
+
+
+_EMAIL = TypeAdapter(EmailStr)
+_SLACK_ID = re.compile(r"^[CGDUW][A-Z0-9]{2,}$")
+_ENDPOINT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class Contact(BaseModel):
-    """One way to reach a person, in their order of preference."""
+    """One way to reach a person, in their order of preference.
+
+    ``address`` depends on the channel: an email address; a Slack channel (C…, G…) or user
+    id (U…, W…: a direct message); the name of a webhook endpoint under
+    ``webhooks.endpoints`` in the settings.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     channel: ChannelKind
-    address: EmailStr
+    address: str = Field(min_length=1, max_length=320)
+
+    @field_validator("address")
+    @classmethod
+    def _address_fits_channel(cls, value: str, info: ValidationInfo) -> str:
+        channel = info.data.get("channel")
+        if channel is ChannelKind.EMAIL:
+            try:
+                _EMAIL.validate_python(value)
+            except ValidationError:
+                raise ValueError(f"{value!r} is not a valid email address") from None
+        elif channel is ChannelKind.SLACK and not _SLACK_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel or user id (like C024BE91L, U024BE7LH)"
+            )
+        elif channel is ChannelKind.WEBHOOK and not _ENDPOINT.fullmatch(value):
+            raise ValueError(f"{value!r} is not a webhook endpoint name (like ops-noc)")
+        return value
 
 
 class Person(BaseModel):
@@ -83,6 +122,14 @@ class Person(BaseModel):
         """Return the person's preferred contact on ``channel``, if any."""
         return self._preferred.get(channel)
 
+    @property
+    def slack_id(self) -> str | None:
+        """The person's Slack user id, if a contact gives one (for mentions and actions)."""
+        for c in self.contacts:
+            if c.channel is ChannelKind.SLACK and c.address[0] in "UW":
+                return c.address
+        return None
+
     @cached_property
     def _preferred(self) -> dict[ChannelKind, Contact]:
         preferred: dict[ChannelKind, Contact] = {}
@@ -110,10 +157,16 @@ class DirectoryFile(BaseModel):
 
 
 class Directory:
-    """People indexed by id and by role."""
+    """People indexed by id and by role, reached on the channels the engine has enabled."""
 
-    def __init__(self, people: Iterable[Person], permissions: Permissions | None = None) -> None:
+    def __init__(
+        self,
+        people: Iterable[Person],
+        permissions: Permissions | None = None,
+        channels: Iterable[ChannelKind] = (ChannelKind.EMAIL,),
+    ) -> None:
         self.permissions = permissions or Permissions()
+        self.channels = frozenset(channels)
         self._people: dict[str, Person] = {}
         self._by_role: dict[str, list[Person]] = {}
         for person in people:
@@ -124,14 +177,31 @@ class Directory:
                 self._by_role.setdefault(role, []).append(person)
 
     @classmethod
-    def load(cls, path: Path) -> Directory:
+    def load(cls, path: Path, channels: Iterable[ChannelKind] = (ChannelKind.EMAIL,)) -> Directory:
         """Read and validate a directory file; ConfigError names the file and the bad field."""
         raw = read_yaml(path)
         try:
             parsed = DirectoryFile.model_validate(raw)
         except ValidationError as exc:
             raise ConfigError(f"{path}: {format_validation_error(exc)}") from exc
-        return cls(parsed.people, parsed.permissions)
+        return cls(parsed.people, parsed.permissions, channels)
+
+    def reach(self, person: Person) -> Contact | None:
+        """The person's most preferred contact on an enabled channel."""
+        return next((c for c in person.contacts if c.channel in self.channels), None)
+
+    def fallbacks(self, person: Person, after: str) -> list[Contact]:
+        """The person's enabled contacts after the first one on channel ``after``, in order
+        of preference (where a notification goes when that channel fails for good)."""
+        enabled = [c for c in person.contacts if c.channel in self.channels]
+        for i, c in enumerate(enabled):
+            if c.channel.value == after:
+                return [later for later in enabled[i + 1 :] if later.channel.value != after]
+        return []
+
+    def by_slack_id(self, slack_id: str) -> Person | None:
+        """The person whose contacts include this Slack user id."""
+        return next((p for p in self._people.values() if p.slack_id == slack_id), None)
 
     def __len__(self) -> int:
         return len(self._people)

@@ -3,9 +3,16 @@
 Every notification is in the store as pending before any send (the ingest transaction put it
 there). The dispatcher claims due ones with a lease, renders each for its recipient, sends it
 through the one retry stage, and records the outcome right after the send, so a crash repeats
-at most the sends that were in flight. Transient failures go back to the outbox with a
-backoff; permanent ones (and transient ones past ``max_dispatches``) are recorded as failed.
-The dispatcher sleeps until woken (new work committed) or until the next due time.
+at most the sends that were in flight. Sends in flight are bounded per channel.
+
+Failures: a transient one goes back to the outbox with a backoff (never sooner than the
+receiver's ``Retry-After``); a permanent one, or one still failing after
+``fallback_after_seconds``, goes to the person's next contact if they have one (the failed
+notification is recorded with its reason); with no other contact, a transient failure keeps
+being retried until ``retry_for_seconds`` or ``max_dispatches``, then is recorded as failed.
+A circuit breaker per destination (the SMTP relay, Slack, each webhook endpoint) stops
+hammering one that keeps failing. The dispatcher sleeps until woken or until the next due
+time.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from notifier.breaker import Breakers, CircuitOpen
 from notifier.channels.base import Channel
 from notifier.clock import Clock
 from notifier.compose import compose
 from notifier.delivery import next_dispatch_delay, send_with_retry
+from notifier.directory import Directory
 from notifier.errors import DeliveryError, Reason, TemplateError
 from notifier.settings import DeliverySettings
 from notifier.store import Database
@@ -43,6 +52,10 @@ class Dispatcher:
         clock: Clock,
         rng: random.Random | None = None,
         links: Callable[[rows.PendingNotification], Mapping[str, str]] | None = None,
+        *,
+        directory: Directory | None = None,
+        limits: Mapping[str, int] | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._db = db
         self._renderer = renderer
@@ -51,8 +64,13 @@ class Dispatcher:
         self._clock = clock
         self._rng = rng or random.Random()
         self._links = links
+        self._directory = directory
         self._wakeup = Wakeup()
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        limits = limits or {}
+        self._slots = {
+            name: asyncio.Semaphore(limits.get(name, settings.concurrency)) for name in channels
+        }
+        self.breakers = breakers or Breakers(clock)
 
     def wake(self) -> None:
         """Tell the dispatcher that new notifications were committed."""
@@ -111,17 +129,24 @@ class Dispatcher:
         bound = log.bind(notification_id=n.id, alert_id=n.alert_id, channel=n.channel)
         channel = self._channels.get(n.channel)
         if channel is None:
-            await self._record_failure(n, Reason.CLIENT, f"no channel {n.channel!r} configured")
+            await self._give_up(
+                n, DeliveryError(f"no channel {n.channel!r} configured", reason=Reason.CLIENT)
+            )
             return
         try:
             links = self._links(n) if self._links is not None else None
-            message = compose(self._renderer, n, links=links)
+            thread = await asyncio.to_thread(self._thread, n) if n.channel == "slack" else None
+            message = compose(
+                self._renderer, n, links=links, thread=thread, mention=self._mention(n)
+            )
         except TemplateError as exc:
             bound.error("outbox.template_failed", template=n.template, error=str(exc))
             await self._record_failure(n, exc.reason, str(exc))
             return
-        async with self._slots:
+        destination = _destination(n)
+        async with self._slots[n.channel]:
             try:
+                self.breakers.check(destination)
                 provider_id = await send_with_retry(
                     channel,
                     message,
@@ -131,9 +156,17 @@ class Dispatcher:
                     max_backoff=self._settings.backoff_max_seconds,
                     sleep=self._clock.sleep,
                 )
-            except DeliveryError as exc:
+            except CircuitOpen as exc:
                 await self._after_failure(n, exc)
                 return
+            except DeliveryError as exc:
+                if exc.retriable or exc.reason is Reason.AUTH:
+                    self.breakers.failure(destination)
+                else:  # the destination answered: the message is at fault, not the receiver
+                    self.breakers.success(destination)
+                await self._after_failure(n, exc)
+                return
+        self.breakers.success(destination)
         await asyncio.to_thread(
             self._mark_sent,
             n.id,
@@ -142,6 +175,15 @@ class Dispatcher:
             message.rendered.template_hash,
         )
         bound.info("outbox.sent", language=message.rendered.language, template=n.template)
+
+    def _thread(self, n: rows.PendingNotification) -> str | None:
+        with self._db.engine.connect() as conn:
+            return rows.thread_of(conn, n.alert_id, n.occurrence, n.channel, n.address)
+
+    def _mention(self, n: rows.PendingNotification) -> str | None:
+        by = (n.details or {}).get("by_id")
+        person = self._directory.get(by) if self._directory and isinstance(by, str) else None
+        return person.slack_id if person is not None else None
 
     def _mark_sent(self, nid: str, provider_id: str, language: str, template_hash: str) -> None:
         with self._db.transaction() as conn:
@@ -155,17 +197,52 @@ class Dispatcher:
             )
 
     async def _after_failure(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
-        if exc.retriable and n.dispatches < self._settings.max_dispatches:
+        age = (self._clock.now() - n.created_at).total_seconds() if n.created_at else 0.0
+        s = self._settings
+        due_for_fallback = not exc.retriable or age >= s.fallback_after_seconds
+        if due_for_fallback and await self._fall_back(n, exc):
+            return
+        if exc.retriable and n.dispatches < s.max_dispatches and age < s.retry_for_seconds:
             await self._reschedule(n, exc)
         else:
-            await self._record_failure(n, exc.reason, str(exc))
+            await self._give_up(n, exc)
+
+    async def _fall_back(self, n: rows.PendingNotification, exc: DeliveryError) -> bool:
+        """Send ``n`` to the person's next contact instead; False if they have none."""
+        person = self._directory.get(n.person_id) if self._directory else None
+        later = self._directory.fallbacks(person, n.channel) if self._directory and person else []
+        if not later:
+            return False
+        now = self._clock.now()
+
+        def write() -> str | None:
+            with self._db.transaction() as conn:
+                return rows.fall_back(conn, n.id, later[0], now, reason=exc.reason.value)
+
+        new_id = await asyncio.to_thread(write)
+        log.warning(
+            "outbox.fell_back",
+            notification_id=n.id,
+            alert_id=n.alert_id,
+            reason=exc.reason.value,
+            to_channel=later[0].channel.value,
+            new_notification_id=new_id,
+        )
+        self.wake()
+        return True
+
+    async def _give_up(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
+        await self._record_failure(n, exc.reason, str(exc))
 
     async def _reschedule(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
-        delay = next_dispatch_delay(
-            n.dispatches,
-            self._settings.backoff_initial_seconds,
-            self._settings.backoff_max_seconds,
-            rng=self._rng,
+        delay = max(
+            next_dispatch_delay(
+                n.dispatches,
+                self._settings.backoff_initial_seconds,
+                self._settings.backoff_max_seconds,
+                rng=self._rng,
+            ),
+            exc.retry_after or 0.0,
         )
         at = self._clock.now() + timedelta(seconds=delay)
 
@@ -191,3 +268,8 @@ class Dispatcher:
 
         await asyncio.to_thread(write)
         log.error("outbox.failed", notification_id=n.id, alert_id=n.alert_id, reason=reason.value)
+
+
+def _destination(n: rows.PendingNotification) -> str:
+    """What a circuit breaker guards: the one SMTP relay, Slack, each webhook endpoint."""
+    return f"webhook:{n.address}" if n.channel == "webhook" else n.channel

@@ -20,7 +20,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from notifier.directory import ChannelKind, Contact, Directory, Person
+from notifier.directory import Contact, Directory, Person
 from notifier.errors import ConfigError
 from notifier.escalation import (
     RECEIPT_TEMPLATE,
@@ -344,7 +344,7 @@ class Router:
                 tier = self._config.tiers[tier_name]
                 level = min(rule.confidentiality, tier.clearance, key=lambda c: c.rank)
                 for person in self._members(tier):
-                    contact = person.contact(ChannelKind.EMAIL)
+                    contact = self._directory.reach(person)
                     if contact is None:
                         continue
                     current = chosen.get(person.id)
@@ -402,7 +402,7 @@ class Router:
             named = self._directory.get(person_id)
             if named is not None:
                 people.setdefault(named.id, named)
-        return [pid for pid, p in people.items() if p.contact(ChannelKind.EMAIL) is not None]
+        return [pid for pid, p in people.items() if self._directory.reach(p) is not None]
 
     def audience(self, targets: Targets, cap: Clearance) -> list[tuple[str, str]]:
         """Person ids ``targets`` reach, each with what they may read, never above ``cap``.

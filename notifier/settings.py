@@ -142,7 +142,15 @@ class DeliverySettings(BaseModel):
     lease_seconds: float = Field(default=60.0, gt=0, description="a claimed send is retried after")
     send_attempts: int = Field(default=3, ge=1, description="in-process tries per dispatch")
     send_deadline_seconds: float = Field(default=30.0, gt=0)
-    max_dispatches: int = Field(default=6, ge=1, description="dispatches before giving up")
+    max_dispatches: int = Field(default=30, ge=1, description="dispatches before giving up")
+    retry_for_seconds: float = Field(
+        default=3600.0, gt=0, description="a notification failing this long is given up"
+    )
+    fallback_after_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a notification failing this long goes to the person's next contact",
+    )
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
 

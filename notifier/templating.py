@@ -2,6 +2,7 @@
 
 Templates live at ``<templates>/<template>/<channel>.<part>.j2`` with parts ``subject`` and
 ``text`` (required) and ``html`` (optional); shared macros (``labels.j2``) sit at the top level.
+A channel with no parts of its own in a template (Slack, webhooks) renders the ``email`` parts.
 Event data is only ever template *context*, never template source: a summary containing
 ``{{ 7*7 }}`` is printed as written, and HTML parts escape it.
 
@@ -109,6 +110,9 @@ class _Bundle:
     digest: str
 
 
+FALLBACK_CHANNEL = "email"
+
+
 class Renderer:
     """Renders a template for one reader: their language, their timezone, size-checked."""
 
@@ -201,7 +205,12 @@ class Renderer:
     def _bundle(self, template: str, channel: str, locale: str | None) -> _Bundle:
         bundle = self._bundles.get((template, channel))
         if bundle is None:
-            bundle = self._load(template, channel, locale)
+            # A channel without parts of its own (Slack, webhooks) says what the email says:
+            # the same approved subject and text (the channel builds its layout around them).
+            _check_name(template)
+            _check_name(channel)
+            own = (self._settings.directory / template / f"{channel}.subject.j2").is_file()
+            bundle = self._load(template, channel if own else FALLBACK_CHANNEL, locale)
             self._bundles[(template, channel)] = bundle
         return bundle
 

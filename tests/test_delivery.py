@@ -200,3 +200,61 @@ def test_dispatch_delay_uses_full_jitter_under_an_exponential_ceiling() -> None:
     assert next_dispatch_delay(3, 2, 60, rng=random.Random(7)) == next_dispatch_delay(
         3, 2, 60, rng=random.Random(7)
     )
+
+
+class RateLimitedOnce:
+    """Refuses the first send with a Retry-After, then accepts (a receiver's 429)."""
+
+    name = "webhook"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        self.attempts = 0
+
+    async def send(self, message: OutgoingMessage) -> str:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise TransientDeliveryError(
+                "429", reason=Reason.RATE_LIMITED, retry_after=self.retry_after
+            )
+        return "ok"
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_retry_after_is_a_floor_for_the_next_attempt() -> None:
+    """A 429 asking for 5 s is retried no sooner than 5 s later, even though the backoff
+    alone would wait a fraction of a second."""
+    channel = RateLimitedOnce(5.0)
+    sleep = SleepRecorder()
+    result = await send_with_retry(
+        channel,
+        MESSAGE,
+        attempts=3,
+        deadline_seconds=30,
+        initial_backoff=0.1,
+        max_backoff=1,
+        sleep=sleep,
+    )
+    assert (result, channel.attempts) == ("ok", 2)
+    assert sleep.delays == [pytest.approx(5.0, abs=0.2)]
+    assert sleep.delays[0] >= 5.0
+
+
+async def test_a_retry_after_beyond_the_deadline_hands_back_to_the_outbox() -> None:
+    """Asked to wait 60 s with a 10 s deadline: no in-process wait, the error (with its
+    Retry-After) goes to the caller, which reschedules the notification that late."""
+    channel = RateLimitedOnce(60.0)
+    sleep = SleepRecorder()
+    with pytest.raises(TransientDeliveryError) as failed:
+        await send_with_retry(
+            channel,
+            MESSAGE,
+            attempts=3,
+            deadline_seconds=10,
+            initial_backoff=0.1,
+            max_backoff=1,
+            sleep=sleep,
+        )
+    assert (channel.attempts, sleep.delays, failed.value.retry_after) == (1, [], 60.0)

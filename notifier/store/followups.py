@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, insert, or_, select
 
-from notifier.directory import ChannelKind, Directory
+from notifier.directory import Directory
 from notifier.escalation import FrozenPlan
 from notifier.intents import Timer, TimerKind, notification_id
 from notifier.lifecycle import Action, Verb
@@ -97,7 +97,7 @@ def paged(
             continue
         seen.add((alert_id, occurrence, person_id))
         person = directory.get(person_id)
-        contact = person.contact(ChannelKind.EMAIL) if person is not None else None
+        contact = directory.reach(person) if person is not None else None
         if person is None or contact is None:
             continue
         recipient = Recipient(person, contact, tier, rule, template, Clearance(clearance))
@@ -121,7 +121,12 @@ def after_action(
     else:
         announce, kind = True, "resolved"
     person = directory.get(action.by)
-    details = {"by": person.name if person else action.by, "at": action.at, "note": action.note}
+    details = {
+        "by": person.name if person else action.by,
+        "by_id": action.by,
+        "at": action.at,
+        "note": action.note,
+    }
     rows = []
     if announce:
         for page in paged(conn, [(alert_id, occurrence)], directory).get(

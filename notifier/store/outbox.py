@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select, type_coerce, update
+from sqlalchemy import Connection, exists, func, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from notifier.details import encode
+from notifier.directory import Contact
+from notifier.intents import notification_id as derive_id
 from notifier.routing import Recipient
 from notifier.store.schema import UTCDateTime, alerts, events, notifications
 
@@ -40,6 +44,7 @@ class PendingNotification:
     dispatches: int
     payload: dict[str, Any]
     details: dict[str, Any] | None = None
+    created_at: datetime | None = None
 
 
 def notification_row(
@@ -85,6 +90,7 @@ def claim_due(
     conn: Connection, now: datetime, limit: int, lease_seconds: float, *, skip_locked: bool
 ) -> list[PendingNotification]:
     """Lease up to ``limit`` due notifications, oldest first, and return them."""
+    earlier = notifications.alias("earlier")
     due = (
         select(notifications.c.id)
         .where(
@@ -92,6 +98,15 @@ def claim_due(
             notifications.c.next_attempt_at <= now,
             (notifications.c.lease_expires_at.is_(None))
             | (notifications.c.lease_expires_at <= now),
+            # Messages about one alert reach one address in the order they were created: a
+            # later one waits while an earlier one is still pending (being retried, say).
+            ~exists().where(
+                earlier.c.alert_id == notifications.c.alert_id,
+                earlier.c.channel == notifications.c.channel,
+                earlier.c.address == notifications.c.address,
+                earlier.c.status == "pending",
+                earlier.c.created_at < notifications.c.created_at,
+            ),
         )
         .order_by(notifications.c.next_attempt_at, notifications.c.created_at)
         .limit(limit)
@@ -139,6 +154,7 @@ def claim_due(
             dispatches=r["dispatches"],
             payload=r["payload"],
             details=r["details"],
+            created_at=r["created_at"],
         )
         for r in rows
     ]
@@ -206,4 +222,67 @@ def next_due(conn: Connection) -> datetime | None:
     )
     query = select(type_coerce(earliest, UTCDateTime())).where(notifications.c.status == "pending")
     value: datetime | None = conn.execute(query).scalar()
+    return value
+
+
+def fall_back(
+    conn: Connection, notification_id: str, contact: Contact, now: datetime, *, reason: str
+) -> str | None:
+    """Record that ``notification_id`` failed and queue the same message for ``contact``
+    (the person's next way to be reached); return the new notification's id, or None if
+    that contact already has it."""
+    row = (
+        conn.execute(select(notifications).where(notifications.c.id == notification_id))
+        .mappings()
+        .one()
+    )
+    new_id = derive_id(
+        row["alert_id"], row["occurrence"], row["kind"], row["person_id"], contact.channel.value
+    )
+    copy = {
+        **dict(row),
+        "id": new_id,
+        "channel": contact.channel.value,
+        "address": contact.address,
+        "status": "pending",
+        "dispatches": 0,
+        "next_attempt_at": now,
+        "lease_expires_at": None,
+        "error_reason": None,
+        "last_error": None,
+        "created_at": now,
+        "sent_at": None,
+        "language": None,
+        "template_hash": None,
+        "provider_id": None,
+    }
+    insert_ = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    done = conn.execute(insert_(notifications).values(copy).on_conflict_do_nothing())
+    mark_failed(
+        conn,
+        notification_id,
+        now,
+        reason=reason,
+        error=f"gave up on {row['channel']}; sent to the next contact ({contact.channel.value})",
+    )
+    return new_id if done.rowcount else None
+
+
+def thread_of(
+    conn: Connection, alert_id: str, occurrence: int, channel: str, address: str
+) -> str | None:
+    """The provider id of the first message sent about an alert occurrence to this address
+    (Slack threads the later ones under it)."""
+    value: str | None = conn.scalar(
+        select(notifications.c.provider_id)
+        .where(
+            notifications.c.alert_id == alert_id,
+            notifications.c.occurrence == occurrence,
+            notifications.c.channel == channel,
+            notifications.c.address == address,
+            notifications.c.status == "sent",
+        )
+        .order_by(notifications.c.sent_at)
+        .limit(1)
+    )
     return value

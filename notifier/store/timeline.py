@@ -14,7 +14,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from notifier.directory import Directory
 from notifier.errors import NotifierError, Reason
-from notifier.lifecycle import Action, Outcome, Status, Verb, decide
+from notifier.lifecycle import Action, Outcome, Status, TransitionRefused, Verb, decide
 from notifier.store.followups import FollowUps, after_action
 from notifier.store.schema import alert_timeline, alerts
 
@@ -60,17 +60,30 @@ def find_alert_id(conn: Connection, ref: str) -> str:
 
 
 def apply_action(
-    conn: Connection, ref: str, action: Action, *, lock: bool, directory: Directory
+    conn: Connection,
+    ref: str,
+    action: Action,
+    *,
+    lock: bool,
+    directory: Directory,
+    occurrence: int | None = None,
 ) -> ActionResult:
     """Apply ``action`` to the alert ``ref`` (inside the caller's transaction), with what it
-    sets in motion (see :mod:`notifier.store.followups`)."""
+    sets in motion (see :mod:`notifier.store.followups`). With ``occurrence``, the action is
+    refused if the alert has moved on to another occurrence (an old message's button)."""
     alert_id = find_alert_id(conn, ref)
     query = select(
         alerts.c.status, alerts.c.occurrence, alerts.c.name, alerts.c.acknowledged_by
     ).where(alerts.c.id == alert_id)
     if lock:
         query = query.with_for_update()
-    status, occurrence, name, acknowledged_by = conn.execute(query).one()
+    status, current, name, acknowledged_by = conn.execute(query).one()
+    if occurrence is not None and occurrence != current:
+        raise TransitionRefused(
+            f"{name} has fired again since that message (occurrence {current}); act on the "
+            "newest message"
+        )
+    occurrence = current
     outcome = decide(status, action)
     if outcome.changed:
         values: dict[str, Any] = {"status": outcome.after.value, "updated_at": action.at}

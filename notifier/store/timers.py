@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, insert, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from notifier.directory import ChannelKind, Directory
+from notifier.directory import Directory
 from notifier.escalation import (
     RECEIPT_TEMPLATE,
     REMINDER_TEMPLATE,
@@ -424,7 +424,7 @@ class _Writes:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         person = self.directory.get(person_id)
-        contact = person.contact(ChannelKind.EMAIL) if person is not None else None
+        contact = self.directory.reach(person) if person is not None else None
         if person is None or contact is None:
             return  # left the directory since the plan was frozen
         clearance = Clearance(plan.clearance_for(person_id))

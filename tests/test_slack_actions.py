@@ -1,0 +1,208 @@
+"""``POST /slack/actions`` on a real uvicorn server: signatures, stale and replayed requests,
+who may press which button, and the action applied to the alert."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import select
+
+from notifier.api.app import create_app
+from notifier.api.deps import ApiContext
+from notifier.api.server import HttpServer
+from notifier.directory import Directory
+from notifier.links import LinkSigner
+from notifier.pipeline import BatchProcessor, RawRecord
+from notifier.routing import Router, RoutingConfig
+from notifier.settings import Settings
+from notifier.store import Database
+from notifier.store.schema import alert_timeline, alerts
+from notifier.testing import FakeClock
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+T0 = datetime(2026, 11, 20, 8, 20, tzinfo=UTC)
+
+
+@dataclass
+class Slack:
+    """The app, its store and clock, and a way to sign requests like Slack does."""
+
+    client: httpx.AsyncClient
+    db: Database
+    clock: FakeClock
+    alert_id: str
+
+    def sign(self, body: bytes, at: float | None = None) -> dict[str, str]:
+        ts = str(int(self.clock.now().timestamp() if at is None else at))
+        digest = hmac.new(SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
+        return {
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+
+    def status(self) -> tuple[str, str | None]:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(select(alerts.c.status, alerts.c.acknowledged_by)).one()
+        return row[0], row[1]
+
+
+def body(user: str, action: str, value: str) -> bytes:
+    """A block_actions payload as Slack posts it (form-encoded JSON)."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "someone"},
+        "actions": [{"action_id": action, "value": value, "type": "button"}],
+    }
+    return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+
+
+@pytest.fixture
+async def slack(tmp_path: Path) -> AsyncIterator[Slack]:
+    """The API with a Slack signing secret, over a store holding the firing sample alert."""
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    db.migrate()
+    directory = Directory.load(ROOT / "config" / "directory.yaml")
+    clock = FakeClock(T0)
+    router = Router(RoutingConfig.load(ROOT / "config" / "routing.yaml"), directory)
+    proc = BatchProcessor(db, router, clock, group="g", topic="t", max_event_bytes=1 << 20)
+    doc = (ROOT / "config" / "samples" / "alert-firing.json").read_bytes()
+    records = [RawRecord("t", 0, 0, None, doc, ())]
+    proc.apply(records, proc.decode(records))
+    settings = Settings(config_dir=ROOT / "config", slack={"signing_secret": SECRET})
+
+    async def publish(batch: object) -> None:
+        return None
+
+    async def ready() -> None:
+        return None
+
+    ctx = ApiContext(
+        settings,
+        db,
+        directory,
+        clock,
+        LinkSigner(settings.links.secrets, 3600, clock),
+        publish,
+        ready,
+    )
+    server = HttpServer(create_app(ctx), "127.0.0.1", 0)
+    await server.start()
+    with db.engine.connect() as conn:
+        alert_id = str(conn.scalar(select(alerts.c.id)))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        yield Slack(client, db, clock, alert_id)
+    await server.stop()
+    db.dispose()
+
+
+async def test_a_signed_click_acknowledges_as_the_mapped_person(slack: Slack) -> None:
+    """Mei Lin (Slack U04MEILIN) presses Acknowledge: the alert is hers, via Slack."""
+    data = body("U04MEILIN", "notifier.acknowledge", f"{slack.alert_id}:1")
+    reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
+    assert reply.status_code == 200
+    assert reply.json()["text"] == "Acknowledged by Mei Lin."
+    assert slack.status() == ("acknowledged", "mei.lin")
+    with slack.db.engine.connect() as conn:
+        channel = conn.scalar(
+            select(alert_timeline.c.channel).where(alert_timeline.c.kind == "acknowledged")
+        )
+    assert channel == "slack"
+
+
+async def test_bad_stale_and_replayed_signatures_are_refused(slack: Slack) -> None:
+    """A tampered body, a wrong secret, a timestamp six minutes old and a replay of a good
+    request are refused before anything changes; no signature at all too."""
+    data = body("U04MEILIN", "notifier.acknowledge", f"{slack.alert_id}:1")
+    headers = slack.sign(data)
+    tampered = data.replace(b"acknowledge", b"resolve")
+    assert (
+        await slack.client.post("/slack/actions", content=tampered, headers=headers)
+    ).status_code == 401
+    stale = slack.sign(data, at=slack.clock.now().timestamp() - 360)
+    assert (
+        await slack.client.post("/slack/actions", content=data, headers=stale)
+    ).status_code == 401
+    unsigned = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert (
+        await slack.client.post("/slack/actions", content=data, headers=unsigned)
+    ).status_code == 401
+    garbage = {**headers, "X-Slack-Request-Timestamp": "soon"}
+    assert (
+        await slack.client.post("/slack/actions", content=data, headers=garbage)
+    ).status_code == 401
+    assert slack.status() == ("firing", None)
+    assert (
+        await slack.client.post("/slack/actions", content=data, headers=headers)
+    ).status_code == 200
+    replay = await slack.client.post("/slack/actions", content=data, headers=headers)
+    assert replay.status_code == 409
+
+
+async def test_unknown_users_wrong_roles_and_old_buttons_change_nothing(slack: Slack) -> None:
+    """A Slack user not in the directory, a role without the permission, a button from an
+    earlier occurrence and a foreign button each get an explanation; the alert is unchanged."""
+    cases = [
+        (body("U0STRANGER", "notifier.acknowledge", f"{slack.alert_id}:1"), "not in notifier"),
+        (body("U07CARLOS", "notifier.acknowledge", f"{slack.alert_id}:1"), "does not allow"),
+        (body("U04MEILIN", "notifier.acknowledge", f"{slack.alert_id}:7"), "fired again"),
+        (body("U04MEILIN", "other.app.button", "x"), "not one of notifier"),
+    ]
+    for data, expected in cases:
+        slack.clock.advance(1)  # a fresh request each time (replays are refused)
+        reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
+        assert reply.status_code == 200
+        assert expected in reply.json()["text"]
+    assert slack.status() == ("firing", None)
+
+
+async def test_resolve_button_resolves(slack: Slack) -> None:
+    """Resolve works like the API's resolve (the role allows it)."""
+    data = body("U04MEILIN", "notifier.resolve", f"{slack.alert_id}:1")
+    reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
+    assert reply.json()["text"] == "Resolved by Mei Lin."
+    assert slack.status()[0] == "resolved"
+
+
+async def test_interactivity_is_off_without_a_signing_secret(tmp_path: Path) -> None:
+    """No signing secret configured: the endpoint answers 404, it does not accept unsigned
+    requests."""
+    db = Database(f"sqlite:///{tmp_path / 'n.db'}")
+    db.migrate()
+    clock = FakeClock(T0)
+    settings = Settings(config_dir=ROOT / "config")
+
+    async def publish(batch: object) -> None:
+        return None
+
+    async def ready() -> None:
+        return None
+
+    ctx = ApiContext(
+        settings,
+        db,
+        Directory.load(ROOT / "config" / "directory.yaml"),
+        clock,
+        LinkSigner(settings.links.secrets, 3600, clock),
+        publish,
+        ready,
+    )
+    server = HttpServer(create_app(ctx), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            reply = await client.post("/slack/actions", content=b"payload=%7B%7D")
+        assert reply.status_code == 404
+    finally:
+        await server.stop()
+        db.dispose()
