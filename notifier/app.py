@@ -20,8 +20,10 @@ from notifier.api.server import HttpServer
 from notifier.broker import Publisher, broker_problem, ensure_topics
 from notifier.channels.base import Channel
 from notifier.channels.email import EmailChannel
+from notifier.channels.slack import SlackChannel
+from notifier.channels.webhook import WebhookChannel
 from notifier.clock import Clock, SystemClock
-from notifier.directory import Directory
+from notifier.directory import ChannelKind, Directory
 from notifier.errors import ConfigError
 from notifier.i18n import Catalogs
 from notifier.ingest import Ingestor
@@ -53,7 +55,10 @@ class Configuration:
 
 def load_configuration(settings: Settings) -> Configuration:
     """Load the directory, routing and templates, and check they fit together."""
-    directory = Directory.load(settings.resolve(settings.directory_file))
+    directory = Directory.load(
+        settings.resolve(settings.directory_file), enabled_channels(settings)
+    )
+    _check_webhook_contacts(settings, directory)
     routing = RoutingConfig.load(settings.resolve(settings.routing_file))
     router = Router(routing, directory)
     catalogs = Catalogs.load(
@@ -78,6 +83,41 @@ def load_configuration(settings: Settings) -> Configuration:
     return Configuration(settings, directory, router, catalogs, renderer)
 
 
+def enabled_channels(settings: Settings) -> list[ChannelKind]:
+    """The channels this configuration can deliver to: email always; Slack when enabled;
+    webhooks when endpoints are configured."""
+    channels = [ChannelKind.EMAIL]
+    if settings.slack.enabled:
+        channels.append(ChannelKind.SLACK)
+    if settings.webhooks.endpoints:
+        channels.append(ChannelKind.WEBHOOK)
+    return channels
+
+
+def _check_webhook_contacts(settings: Settings, directory: Directory) -> None:
+    endpoints = settings.webhooks.endpoints
+    for person in directory:
+        for contact in person.contacts:
+            if contact.channel is ChannelKind.WEBHOOK and contact.address not in endpoints:
+                raise ConfigError(
+                    f"{settings.resolve(settings.directory_file)}: {person.id} has a webhook "
+                    f"contact {contact.address!r}, which is not under webhooks.endpoints "
+                    f"(configured: {', '.join(sorted(endpoints)) or 'none'})"
+                )
+
+
+def build_channels(settings: Settings, clock: Clock) -> dict[str, Channel]:
+    """One channel object per enabled channel."""
+    channels: dict[str, Channel] = {
+        "email": EmailChannel(settings.smtp, concurrency=settings.delivery.concurrency, clock=clock)
+    }
+    if settings.slack.enabled:
+        channels["slack"] = SlackChannel(settings.slack, clock=clock)
+    if settings.webhooks.endpoints:
+        channels["webhook"] = WebhookChannel(settings.webhooks, clock=clock)
+    return channels
+
+
 class Engine:
     """Ingest and delivery, wired together, in one process."""
 
@@ -92,9 +132,7 @@ class Engine:
         self.config = config
         self.clock = clock or SystemClock()
         self.db = Database(s.store.url)
-        self.channels: Mapping[str, Channel] = channels or {
-            "email": EmailChannel(s.smtp, concurrency=s.delivery.concurrency, clock=self.clock)
-        }
+        self.channels: Mapping[str, Channel] = channels or build_channels(s, self.clock)
         self.signer = LinkSigner(s.links.secrets, s.links.ttl_seconds, self.clock)
         self.receipt_signer = LinkSigner(
             s.links.secrets,
@@ -111,6 +149,12 @@ class Engine:
             s.delivery,
             self.clock,
             links=self.links_for,
+            directory=config.directory,
+            limits={
+                "email": s.delivery.concurrency,
+                "slack": s.slack.concurrency,
+                "webhook": s.webhooks.concurrency,
+            },
         )
         processor = BatchProcessor(
             self.db,

@@ -29,6 +29,7 @@ from notifier.api.alerts import context
 from notifier.api.deps import ApiContext
 from notifier.clock import Clock
 from notifier.lifecycle import Action, TransitionRefused, Verb
+from notifier.slack_blocks import ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RUNBOOK_ACTION
 from notifier.store.schema import used_links
 from notifier.store.timeline import ActionResult, AlertNotFound, apply_action
 
@@ -36,7 +37,7 @@ router = APIRouter(tags=["slack"])
 Ctx = Annotated[ApiContext, Depends(context)]
 log = structlog.get_logger(__name__)
 
-ACTIONS = {"notifier.acknowledge": Verb.ACKNOWLEDGE, "notifier.resolve": Verb.RESOLVE}
+ACTIONS = {ACKNOWLEDGE_ACTION: Verb.ACKNOWLEDGE, RESOLVE_ACTION: Verb.RESOLVE}
 MAX_BODY = 64 * 1024
 
 
@@ -81,6 +82,8 @@ async def slack_actions(request: Request, ctx: Ctx) -> JSONResponse:
     if action is None:
         return _reply("Nothing to do for this interaction.")
     slack_user, action_id, value = action
+    if action_id == RUNBOOK_ACTION:
+        return JSONResponse({})  # a link button: Slack opened the URL, nothing to do here
     verb = ACTIONS.get(action_id)
     alert_id, _, occurrence = value.partition(":")
     if verb is None or not alert_id or not occurrence.isdigit():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, select, type_coerce, update
+from sqlalchemy import Connection, exists, func, or_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -271,8 +271,8 @@ def fall_back(
 def thread_of(
     conn: Connection, alert_id: str, occurrence: int, channel: str, address: str
 ) -> str | None:
-    """The provider id of the first message sent about an alert occurrence to this address
-    (Slack threads the later ones under it)."""
+    """The provider id of the page (or notice) that opened an alert occurrence at this
+    address: Slack threads the later messages about it under that one."""
     value: str | None = conn.scalar(
         select(notifications.c.provider_id)
         .where(
@@ -281,8 +281,12 @@ def thread_of(
             notifications.c.channel == channel,
             notifications.c.address == address,
             notifications.c.status == "sent",
+            or_(
+                notifications.c.kind.in_(("firing", "notice")),
+                notifications.c.kind.startswith("escalated-"),
+            ),
         )
-        .order_by(notifications.c.sent_at)
+        .order_by(notifications.c.created_at, notifications.c.sent_at)
         .limit(1)
     )
     return value

@@ -1,0 +1,136 @@
+"""A local webhook receiver for tests, benchmarks and the demo (what MailCatcher is for SMTP).
+
+It verifies each request's signature with the endpoint secret, records it, and answers 204;
+requests with a notification id it already has are answered 204 and counted as duplicates
+(the receiver-side dedup the ``X-Notifier-Id`` header is for). Failures can be scripted:
+``fail_next(n, status=503, retry_after=2)`` answers the next ``n`` requests that way, and
+``down()`` / ``up()`` make it refuse everything until told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from notifier.api.server import HttpServer
+from notifier.channels.webhook import verify
+
+__all__ = ["Hook", "HookCatcher"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """One accepted request."""
+
+    id: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    received_at: float
+
+
+@dataclass
+class _Script:
+    remaining: int = 0
+    status: int = 503
+    retry_after: float | None = None
+    down: bool = False
+
+
+@dataclass
+class HookCatcher:
+    """Receives webhooks at ``url`` (``http://127.0.0.1:<port>/hook``) until stopped."""
+
+    secret: bytes
+    host: str = "127.0.0.1"
+    port: int = 0
+    hooks: list[Hook] = field(default_factory=list)
+    duplicates: int = 0
+    refused: int = 0
+    _script: _Script = field(default_factory=_Script)
+    _server: HttpServer | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        """Where to send webhooks."""
+        return f"http://{self.host}:{self.port}/hook"
+
+    def fail_next(self, n: int, *, status: int = 503, retry_after: float | None = None) -> None:
+        """Answer the next ``n`` requests with ``status`` (and a Retry-After, if given)."""
+        self._script = _Script(n, status, retry_after)
+
+    def down(self, *, status: int = 503) -> None:
+        """Answer every request with ``status`` until :meth:`up`."""
+        self._script = _Script(0, status, None, down=True)
+
+    def up(self) -> None:
+        """Accept requests again."""
+        self._script = _Script()
+
+    async def start(self) -> None:
+        """Start listening (on a free port unless one was given)."""
+        self._server = HttpServer(self._app(), self.host, self.port)
+        await self._server.start()
+        self.port = self._server.port
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    async def wait_for(self, count: int, within: float = 10.0) -> list[Hook]:
+        """Wait until ``count`` distinct notifications arrived; return them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(self.hooks) < count:
+            self._arrived.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"{len(self.hooks)} of {count} webhooks arrived")
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                continue
+        return self.hooks
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+        seen: set[str] = set()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            script = self._script
+            if script.down or script.remaining > 0:
+                script.remaining -= 1
+                self.refused += 1
+                extra = (
+                    {} if script.retry_after is None else {"Retry-After": f"{script.retry_after:g}"}
+                )
+                return Response(status_code=script.status, headers=extra)
+            ok = verify(
+                self.secret,
+                headers.get("x-notifier-timestamp", ""),
+                body,
+                headers.get("x-notifier-signature", ""),
+                now=time.time(),
+            )
+            if not ok:
+                return Response(status_code=401)
+            hook_id = headers.get("x-notifier-id", "")
+            if hook_id in seen:
+                self.duplicates += 1
+                return Response(status_code=204)
+            seen.add(hook_id)
+            self.hooks.append(Hook(hook_id, orjson.loads(body), headers, time.time()))
+            self._arrived.set()
+            return Response(status_code=204)
+
+        return app
