@@ -4,12 +4,15 @@ It verifies each request's signature with the endpoint secret, records it, and a
 requests with a notification id it already has are answered 204 and counted as duplicates
 (the receiver-side dedup the ``X-Notifier-Id`` header is for). Failures can be scripted:
 ``fail_next(n, status=503, retry_after=2)`` answers the next ``n`` requests that way, and
-``down()`` / ``up()`` make it refuse everything until told otherwise.
+``down()`` / ``up()`` make it refuse everything until told otherwise; ``delay`` makes it
+slow.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +51,7 @@ class HookCatcher:
     secret: bytes
     host: str = "127.0.0.1"
     port: int = 0
+    delay: float = 0.0  # seconds each accepted request takes (a slow receiver)
     hooks: list[Hook] = field(default_factory=list)
     duplicates: int = 0
     refused: int = 0
@@ -125,6 +129,8 @@ class HookCatcher:
             if not ok:
                 return Response(status_code=401)
             hook_id = headers.get("x-notifier-id", "")
+            if self.delay:
+                await asyncio.sleep(self.delay)  # slow work before it is recorded as received
             if hook_id in seen:
                 self.duplicates += 1
                 return Response(status_code=204)
@@ -134,3 +140,36 @@ class HookCatcher:
             return Response(status_code=204)
 
         return app
+
+
+async def _serve(host: str, port: int, secret: bytes) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    catcher = HookCatcher(secret, host=host, port=port)
+    await catcher.start()
+    print(f"hookcatcher: listening on {catcher.url}", flush=True)
+    await stop.wait()
+    await catcher.stop()
+    print(
+        f"hookcatcher: {len(catcher.hooks)} received, {catcher.duplicates} duplicates", flush=True
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the receiver until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m notifier.hookcatcher",
+        description="Local webhook receiver: checks signatures, counts deliveries and duplicates.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8027, help="port to listen on (0: any free)")
+    parser.add_argument("--secret", required=True, help="the endpoint's HMAC secret")
+    args = parser.parse_args(argv)
+    asyncio.run(_serve(args.host, args.port, args.secret.encode()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -71,6 +71,8 @@ class Dispatcher:
             name: asyncio.Semaphore(limits.get(name, settings.concurrency)) for name in channels
         }
         self.breakers = breakers or Breakers(clock)
+        self._sent: list[rows.Sent] = []
+        self._recording = asyncio.Lock()
 
     def wake(self) -> None:
         """Tell the dispatcher that new notifications were committed."""
@@ -166,14 +168,17 @@ class Dispatcher:
                     self.breakers.success(destination)
                 await self._after_failure(n, exc)
                 return
-        self.breakers.success(destination)
-        await asyncio.to_thread(
-            self._mark_sent,
-            n.id,
-            provider_id,
-            message.rendered.language,
-            message.rendered.template_hash,
-        )
+            self.breakers.success(destination)
+            # Recorded before the slot is freed: a crash repeats at most the sends in flight.
+            await self._record_sent(
+                rows.Sent(
+                    n.id,
+                    self._clock.now(),
+                    provider_id,
+                    message.rendered.language,
+                    message.rendered.template_hash,
+                )
+            )
         bound.info("outbox.sent", language=message.rendered.language, template=n.template)
 
     def _thread(self, n: rows.PendingNotification) -> str | None:
@@ -185,16 +190,20 @@ class Dispatcher:
         person = self._directory.get(by) if self._directory and isinstance(by, str) else None
         return person.slack_id if person is not None else None
 
-    def _mark_sent(self, nid: str, provider_id: str, language: str, template_hash: str) -> None:
-        with self._db.transaction() as conn:
-            rows.mark_sent(
-                conn,
-                nid,
-                self._clock.now(),
-                provider_id=provider_id,
-                language=language,
-                template_hash=template_hash,
-            )
+    async def _record_sent(self, sent: rows.Sent) -> None:
+        """Record a delivery before returning (group commit: one transaction records every
+        delivery that finished while the previous one was being written)."""
+        self._sent.append(sent)
+        async with self._recording:
+            if not self._sent:
+                return  # written together with an earlier one
+            batch, self._sent = self._sent, []
+
+            def write() -> None:
+                with self._db.transaction() as conn:
+                    rows.mark_sent_many(conn, batch)
+
+            await asyncio.to_thread(write)
 
     async def _after_failure(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
         age = (self._clock.now() - n.created_at).total_seconds() if n.created_at else 0.0

@@ -7,12 +7,21 @@ On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several instances share t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, or_, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -170,19 +179,47 @@ def mark_sent(
     template_hash: str,
 ) -> None:
     """Record a delivery the channel accepted."""
+    mark_sent_many(conn, [Sent(notification_id, now, provider_id, language, template_hash)])
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A delivery a channel accepted, to be recorded."""
+
+    notification_id: str
+    at: datetime
+    provider_id: str
+    language: str
+    template_hash: str
+
+
+def mark_sent_many(conn: Connection, sent: Sequence[Sent]) -> None:
+    """Record several accepted deliveries in one statement."""
+    if not sent:
+        return
     conn.execute(
         update(notifications)
-        .where(notifications.c.id == notification_id)
+        .where(notifications.c.id == bindparam("b_id"))
         .values(
             status="sent",
-            sent_at=now,
-            provider_id=provider_id,
-            language=language,
-            template_hash=template_hash,
+            sent_at=bindparam("b_at"),
+            provider_id=bindparam("b_provider"),
+            language=bindparam("b_language"),
+            template_hash=bindparam("b_hash"),
             lease_expires_at=None,
             error_reason=None,
             last_error=None,
-        )
+        ),
+        [
+            {
+                "b_id": s.notification_id,
+                "b_at": s.at,
+                "b_provider": s.provider_id,
+                "b_language": s.language,
+                "b_hash": s.template_hash,
+            }
+            for s in sent
+        ],
     )
 
 

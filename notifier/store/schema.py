@@ -191,6 +191,13 @@ notifications = Table(
 )
 Index("ix_notifications_due", notifications.c.status, notifications.c.next_attempt_at)
 Index("ix_notifications_alert_id", notifications.c.alert_id)
+# Per-alert delivery order: is an earlier message to this address still pending?
+Index(
+    "ix_notifications_order",
+    notifications.c.alert_id,
+    notifications.c.status,
+    notifications.c.created_at,
+)
 
 rejections = Table(
     "rejections",

@@ -51,6 +51,9 @@ def upgrade() -> None:
         batch.alter_column("plan_id", existing_type=sa.String(32), nullable=False)
         batch.drop_column("plan")
     op.create_index("ix_timers_alert_id", "timers", ["alert_id", "occurrence"])
+    op.create_index(
+        "ix_notifications_order", "notifications", ["alert_id", "status", "created_at"]
+    )
     op.create_table(
         "receipts",
         sa.Column("notification_id", sa.String(32), nullable=False),
@@ -68,6 +71,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_order", "notifications")
     op.drop_table("receipts")
     op.add_column("timers", sa.Column("plan", sa.JSON(), nullable=True))
     op.execute("UPDATE timers SET plan = (SELECT body FROM plans WHERE plans.id = timers.plan_id)")

@@ -1,0 +1,445 @@
+"""Benchmark: delivery rate to a local webhook receiver and a local SMTP server, against the
+rate of a bare client loop, and memory while an endpoint is dead.
+
+Usage: python bench/delivery.py [--count 10000] [--runs 3] [--dead-minutes 0]
+
+Per run and channel (webhook, then email):
+
+1. the receiver runs in its own process (`python -m notifier.hookcatcher`, which checks every
+   signature, or `python -m notifier.mailcatcher`, aiosmtpd saving each message);
+2. ceiling: a bare loop with the same client library and the same concurrency (httpx with
+   signed bodies of the same size; aiosmtplib over as many reused connections) sends --count
+   messages to that receiver, in its own process pinned to one core;
+3. engine: a SQLite store holding --count pending notifications (one per alert) and one
+   `notifier run --deliver-only` process pinned to the same core sends them; its rate is
+   measured from the store, first send to last.
+
+With --dead-minutes M, a last phase points the webhook endpoint at a closed port for M
+minutes while 20 new notifications a second keep arriving, and samples the engine's resident
+memory; growth is the last minute's median against the first minute's.
+
+Prints each run and the medians; writes bench/results/delivery.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from sqlalchemy import func, insert, select
+
+from notifier.broker import free_port
+from notifier.store import Database
+from notifier.store.schema import alerts, events, notifications
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE_CPU = {1} if (os.cpu_count() or 1) > 1 else {0}
+SECRET = "bench-secret"
+CONCURRENCY = {"webhook": 16, "email": 8}
+SAMPLE = orjson.loads((ROOT / "config" / "samples" / "alert-firing.json").read_bytes())
+
+
+# --- the bare loops (run as `python bench/delivery.py --ceiling CHANNEL ...`) ----------------
+
+
+async def bare_webhook(port: int, count: int, concurrency: int) -> float:
+    """Send ``count`` signed webhooks with httpx, ``concurrency`` at a time; return msgs/s."""
+    import httpx
+
+    from notifier.channels.webhook import sign
+
+    body_template = {
+        "version": 1,
+        "type": "notifier.notification",
+        "recipient": "Bench",
+        "language": "en",
+        "subject": "[Critical] Alert: " + SAMPLE["data"]["annotations"]["summary"],
+        "text": "x" * 1200,
+    }
+    url = f"http://127.0.0.1:{port}/hook"
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = orjson.dumps({**body_template, "id": f"bare-{i}"})
+                ts = int(time.time())
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Notifier-Id": f"bare-{i}",
+                    "X-Notifier-Timestamp": str(ts),
+                    "X-Notifier-Signature": sign(SECRET.encode(), ts, body),
+                }
+                r = await client.post(url, content=body, headers=headers)
+                assert r.status_code == 204, r.status_code
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return count / (time.perf_counter() - start)
+
+
+async def bare_email(port: int, count: int, concurrency: int) -> float:
+    """Send ``count`` emails with aiosmtplib over ``concurrency`` reused connections."""
+    import aiosmtplib
+
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=10)
+        await client.connect()
+        while not queue.empty():
+            i = queue.get_nowait()
+            mail = EmailMessage()
+            mail["From"] = "bench@example.org"
+            mail["To"] = "Bench <bench@example.org>"
+            mail["Subject"] = "[Critical] Alert: " + SAMPLE["data"]["annotations"]["summary"]
+            mail["Message-ID"] = f"<bare-{i}@bench>"
+            mail.set_content("x" * 1200)
+            mail.add_alternative("<p>" + "x" * 2400 + "</p>", subtype="html")
+            await client.send_message(mail)
+        await client.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start)
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+
+def seed(db: Database, count: int, channel: str, start: int = 0) -> None:
+    """``count`` firing alerts, each with its event and one pending notification."""
+    now = datetime.now(UTC)
+    address = "bench" if channel == "webhook" else "bench@example.org"
+    for base in range(start, start + count, 2000):
+        ids = range(base, min(start + count, base + 2000))
+        with db.transaction() as conn:
+            conn.execute(
+                insert(alerts),
+                [
+                    {
+                        "id": f"{i:032x}",
+                        "fingerprint": f"fp{i}",
+                        "kind": "alert",
+                        "status": "firing",
+                        "occurrence": 1,
+                        "name": "ConsensusFinalityLag",
+                        "severity": "critical",
+                        "labels": {},
+                        "summary": "s",
+                        "created_at": now,
+                        "updated_at": now,
+                        "event_count": 1,
+                        "last_event_key": f"e{i}",
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                insert(events),
+                [
+                    {
+                        "event_key": f"e{i}",
+                        "source": SAMPLE["source"],
+                        "id": f"ev-{i}",
+                        "type": SAMPLE["type"],
+                        "fingerprint": f"fp{i}",
+                        "alert_id": f"{i:032x}",
+                        "effect": "firing",
+                        "received_at": now,
+                        "payload": {**SAMPLE, "id": f"ev-{i}"},
+                    }
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                insert(notifications),
+                [
+                    {
+                        "id": f"n{i:031x}",
+                        "alert_id": f"{i:032x}",
+                        "occurrence": 1,
+                        "kind": "firing",
+                        "event_key": f"e{i}",
+                        "person_id": "bench",
+                        "channel": channel,
+                        "address": address,
+                        "recipient_name": "Bench",
+                        "tier": "responders",
+                        "rule": "bench",
+                        "template": "alert",
+                        "clearance": "confidential",
+                        "locale": "en",
+                        "timezone": "UTC",
+                        "status": "pending",
+                        "dispatches": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    }
+                    for i in ids
+                ],
+            )
+
+
+def config(tmp: Path, url: str, smtp_port: int, hook_port: int) -> Path:
+    """A configuration whose one person is reached by webhook or email."""
+    directory = {
+        "people": [
+            {
+                "id": "bench",
+                "name": "Bench",
+                "roles": ["oncall-operator"],
+                "contacts": [
+                    {"channel": "webhook", "address": "bench"},
+                    {"channel": "email", "address": "bench@example.org"},
+                ],
+            }
+        ],
+        "permissions": {"acknowledge": ["oncall-operator"], "resolve": ["oncall-operator"]},
+    }
+    (tmp / "directory.yaml").write_text(yaml.safe_dump(directory))
+    routing = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
+    routing["tiers"] = {"responders": {"roles": ["oncall-operator"], "clearance": "confidential"}}
+    routing["rules"] = [
+        {"name": "all", "tiers": ["responders"], "template": "alert"},
+    ]
+    routing["escalation_policies"] = {}
+    (tmp / "routing.yaml").write_text(yaml.safe_dump(routing))
+    settings = {
+        "store": {"url": url},
+        "smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False},
+        "webhooks": {
+            "endpoints": {"bench": {"url": f"http://127.0.0.1:{hook_port}/hook", "secret": SECRET}},
+            "allow_private_networks": True,
+            "concurrency": CONCURRENCY["webhook"],
+        },
+        "delivery": {"concurrency": CONCURRENCY["email"]},
+        "templates": {
+            "directory": str(ROOT / "templates"),
+            "locales_directory": str(ROOT / "locales"),
+        },
+        "http": {"enabled": False},
+        "log": {"level": "WARNING"},
+        "routing_file": str(tmp / "routing.yaml"),
+        "directory_file": str(tmp / "directory.yaml"),
+    }
+    path = tmp / "notifier.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def start_engine(cfg: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "notifier", "--config", str(cfg), "run", "--deliver-only"],
+        cwd=ROOT,
+    )
+    os.sched_setaffinity(proc.pid, ENGINE_CPU)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def start_receiver(channel: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+    args = (
+        ["-m", "notifier.hookcatcher", "--port", str(port), "--secret", SECRET]
+        if channel == "webhook"
+        else ["-m", "notifier.mailcatcher", "--port", str(port), "--dir", str(tmp / "mail")]
+    )
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL)
+    os.sched_setaffinity(proc.pid, {0})
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            import socket
+
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{channel} receiver did not start")
+
+
+def engine_rate(channel: str, count: int, port: int, tmp: Path) -> float:
+    url = f"sqlite:///{tmp / f'{channel}.db'}"
+    db = Database(url)
+    db.migrate()
+    seed(db, count, channel)
+    cfg = config(tmp, url, port if channel == "email" else free_port(), port)
+    proc = start_engine(cfg)
+    try:
+        while True:
+            with db.engine.connect() as conn:
+                sent, first, last = conn.execute(
+                    select(
+                        func.count(),
+                        func.min(notifications.c.sent_at),
+                        func.max(notifications.c.sent_at),
+                    ).where(notifications.c.status == "sent")
+                ).one()
+                failed = conn.scalar(select(func.count()).where(notifications.c.status == "failed"))
+            if failed:
+                raise RuntimeError(f"{failed} notifications failed")
+            if sent == count:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError("engine exited")
+            time.sleep(0.2)
+    finally:
+        stop(proc)
+        db.dispose()
+    first_at = datetime.fromisoformat(str(first))
+    last_at = datetime.fromisoformat(str(last))
+    return (count - 1) / max((last_at - first_at).total_seconds(), 1e-6)
+
+
+def ceiling_rate(channel: str, count: int, port: int) -> float:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--ceiling",
+            channel,
+            "--port",
+            str(port),
+            "--count",
+            str(count),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    os.sched_setaffinity(proc.pid, ENGINE_CPU)
+    out, _ = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError("bare loop failed")
+    return float(json.loads(out)["rate"])
+
+
+def one_run(count: int) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for channel in ("webhook", "email"):
+        with tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            port = free_port()
+            receiver = start_receiver(channel, port, tmp)
+            try:
+                ceiling = ceiling_rate(channel, count, port)
+                engine = engine_rate(channel, count, port, tmp)
+            finally:
+                receiver.send_signal(signal.SIGTERM)
+                receiver.wait(timeout=30)
+        result[f"{channel}_engine"] = engine
+        result[f"{channel}_ceiling"] = ceiling
+        result[f"{channel}_ratio"] = engine / ceiling
+        print(
+            f"{channel}: engine {engine:,.0f}/s, bare loop {ceiling:,.0f}/s, "
+            f"ratio {engine / ceiling:.0%}",
+            flush=True,
+        )
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def dead_endpoint(minutes: float) -> dict[str, Any]:
+    """Memory of an engine retrying a dead webhook endpoint while traffic keeps coming."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        url = f"sqlite:///{tmp / 'dead.db'}"
+        db = Database(url)
+        db.migrate()
+        cfg = config(tmp, url, free_port(), free_port())  # nothing listens on either
+        proc = start_engine(cfg)
+        samples: list[tuple[float, float]] = []
+        start = time.time()
+        next_id = 0
+        try:
+            while time.time() - start < minutes * 60:
+                seed(db, 20, "webhook", start=next_id)
+                next_id += 20
+                samples.append((time.time() - start, rss_mb(proc.pid)))
+                time.sleep(1)
+        finally:
+            stop(proc)
+            db.dispose()
+    first = [mb for t, mb in samples if t < 60]
+    last = [mb for t, mb in samples if t >= minutes * 60 - 60]
+    growth = statistics.median(last) / statistics.median(first) - 1
+    print(
+        f"dead endpoint for {minutes:g} min ({next_id:,} notifications): RSS first minute "
+        f"{statistics.median(first):.0f} MB, last minute {statistics.median(last):.0f} MB "
+        f"({growth:+.1%})",
+        flush=True,
+    )
+    return {
+        "minutes": minutes,
+        "notifications": next_id,
+        "rss_first_mb": statistics.median(first),
+        "rss_last_mb": statistics.median(last),
+        "growth": growth,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dead-minutes", type=float, default=0)
+    parser.add_argument("--ceiling", choices=["webhook", "email"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ceiling:
+        loop = bare_webhook if args.ceiling == "webhook" else bare_email
+        rate = asyncio.run(loop(args.port, args.count, CONCURRENCY[args.ceiling]))
+        print(json.dumps({"rate": rate}))
+        return
+    os.sched_setaffinity(0, {0})
+    results = [one_run(args.count) for _ in range(args.runs)]
+    medians = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print(
+        f"\nmedian of {len(results)}: webhook {medians['webhook_engine']:,.0f}/s vs bare "
+        f"{medians['webhook_ceiling']:,.0f}/s ({medians['webhook_ratio']:.0%}); email "
+        f"{medians['email_engine']:,.0f}/s vs bare {medians['email_ceiling']:,.0f}/s "
+        f"({medians['email_ratio']:.0%})"
+    )
+    report: dict[str, Any] = {"runs": results, "median": medians}
+    if args.dead_minutes:
+        report["dead_endpoint"] = dead_endpoint(args.dead_minutes)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "delivery.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
