@@ -2,7 +2,8 @@
 
 Templates live at ``<templates>/<template>/<channel>.<part>.j2`` with parts ``subject`` and
 ``text`` (required) and ``html`` (optional); shared macros (``labels.j2``) sit at the top level.
-A channel with no parts of its own in a template (Slack, webhooks) renders the ``email`` parts.
+A channel with no parts of its own in a template (Slack, webhooks) renders the ``email``
+subject and text (not the HTML, which is the email's own layout).
 Event data is only ever template *context*, never template source: a summary containing
 ``{{ 7*7 }}`` is printed as written, and HTML parts escape it.
 
@@ -211,6 +212,10 @@ class Renderer:
             _check_name(channel)
             own = (self._settings.directory / template / f"{channel}.subject.j2").is_file()
             bundle = self._load(template, channel if own else FALLBACK_CHANNEL, locale)
+            if not own:  # the HTML is the email's layout: other channels build their own
+                bundle = _Bundle(
+                    {p: t for p, t in bundle.parts.items() if p != "html"}, bundle.digest
+                )
             self._bundles[(template, channel)] = bundle
         return bundle
 

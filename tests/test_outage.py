@@ -46,7 +46,7 @@ class World:
         )
         settings = DeliverySettings(
             send_attempts=1,
-            fallback_after_seconds=20,
+            fallback_after_seconds=10,
             backoff_initial_seconds=1,
             backoff_max_seconds=8,
         )
@@ -116,7 +116,7 @@ async def test_smtp_down_for_30_seconds_nothing_lost_fallback_used(
     db: Database, tmp_path: Path, hooks: HookCatcher
 ) -> None:
     """The relay is down from the start; a second alert arrives 10 s in; the relay is back
-    at 30 s. Priya, who has a webhook too, gets her page there after 20 s of failing
+    at 30 s. Priya, who has a webhook too, gets her page there after 10 s of failing
     email; everyone else gets every email once, after the relay is back."""
     mail = MailCatcher(tmp_path / "mail")
     await mail.start()
@@ -144,7 +144,7 @@ async def test_smtp_down_for_30_seconds_nothing_lost_fallback_used(
             delivered.setdefault((r["person_id"], r["kind"]), []).append(r["channel"])
     messages = {(r["person_id"], r["kind"]) for r in rows}
     assert all(len(delivered.get(m, [])) == 1 for m in messages)  # each message once
-    assert delivered[("priya.raman", "firing")] == ["webhook"]  # failing 20 s: fell back
+    assert delivered[("priya.raman", "firing")] == ["webhook"]  # failing 10 s: fell back
     failed = [r for r in rows if r["status"] == "failed"]
     assert {(r["person_id"], r["channel"]) for r in failed} == {("priya.raman", "email")}
     assert all("next contact (webhook)" in str(r["last_error"]) for r in failed)

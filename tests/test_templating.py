@@ -308,11 +308,20 @@ def test_computed_include_is_refused(templates: Path) -> None:
 
 
 def test_missing_template_is_a_template_error(renderer: Renderer) -> None:
-    """Asking for a template or channel that does not exist raises TemplateError."""
-    with pytest.raises(TemplateError, match=r"alert/sms\.subject\.j2 not found"):
-        renderer.render("alert", "sms", locale="en", timezone="UTC", context={})
+    """Asking for a template that does not exist raises TemplateError."""
+    with pytest.raises(TemplateError, match=r"nope/email\.subject\.j2 not found"):
+        renderer.render("nope", "sms", locale="en", timezone="UTC", context={})
     with pytest.raises(TemplateError, match="invalid template"):
         renderer.render("../etc", "email", locale="en", timezone="UTC", context={})
+
+
+def test_a_channel_without_its_own_parts_says_what_the_email_says(renderer: Renderer) -> None:
+    """Slack (no parts of its own) gets the email's subject and text, but not its HTML."""
+    context = sample_context(FIRING)
+    email = renderer.render("alert", "email", locale="de", timezone="UTC", context=context)
+    slack = renderer.render("alert", "slack", locale="de", timezone="UTC", context=context)
+    assert (slack.subject, slack.text, slack.html) == (email.subject, email.text, None)
+    assert email.html is not None
 
 
 def test_over_long_subject_is_a_template_error(renderer: Renderer) -> None:
