@@ -31,6 +31,9 @@ from notifier.compose import compose
 from notifier.delivery import next_dispatch_delay, send_with_retry
 from notifier.directory import Directory
 from notifier.errors import DeliveryError, Reason, TemplateError
+from notifier.escalation import REMINDER_TEMPLATE
+from notifier.intents import split_kind
+from notifier.routing import Clearance, Recipient
 from notifier.settings import DeliverySettings
 from notifier.store import Database
 from notifier.store import outbox as rows
@@ -242,6 +245,42 @@ class Dispatcher:
 
     async def _give_up(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
         await self._record_failure(n, exc.reason, str(exc))
+        if split_kind(n.kind)[0] in ("firing", "escalated"):
+            await self._tell_unreachable(n, exc)
+
+    async def _tell_unreachable(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
+        """A page reached nobody: tell the incident commanders, so someone calls."""
+        if self._directory is None:
+            return
+        directory = self._directory
+        recipients = []
+        for role in self._settings.unreachable_roles:
+            for person in directory.with_role(role):
+                contact = directory.reach(person)
+                if contact is not None and person.id != n.person_id:
+                    recipients.append(
+                        Recipient(
+                            person,
+                            contact,
+                            "commander",
+                            "unreachable",
+                            REMINDER_TEMPLATE,
+                            Clearance.PUBLIC,
+                        )
+                    )
+        if not recipients:
+            return
+        details = {"person": n.recipient_name, "channel": n.channel, "reason": exc.reason.value}
+        now = self._clock.now()
+
+        def write() -> int:
+            with self._db.transaction() as conn:
+                return rows.tell_unreachable(conn, n.id, recipients, now, details)
+
+        told = await asyncio.to_thread(write)
+        if told:
+            log.warning("outbox.unreachable", notification_id=n.id, alert_id=n.alert_id, told=told)
+            self.wake()
 
     async def _reschedule(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
         delay = max(

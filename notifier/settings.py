@@ -151,6 +151,10 @@ class DeliverySettings(BaseModel):
         gt=0,
         description="a notification failing this long goes to the person's next contact",
     )
+    unreachable_roles: list[str] = Field(
+        default_factory=lambda: ["incident-commander"],
+        description="who is told when a page reaches nobody (every contact failed)",
+    )
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
 

@@ -10,10 +10,11 @@ Event data is only ever template *context*, never template source: a summary con
 Render context contract (built by the engine; templates may rely on exactly this)::
 
     kind:          "alert" | "policy"   (for every status: reminders and updates are about an
-                   alert, receipt-reminder/receipt-overdue about a policy notice)
+                   alert, receipt-reminder/receipt-overdue about a policy notice, unreachable
+                   about either)
     status:        "firing" | "escalated" | "resolved" | "notice" | "acknowledged"
                    | "ack-reminder" | "ack-escalated" | "update-due" | "status-update"
-                   | "receipt-reminder" | "receipt-overdue"
+                   | "receipt-reminder" | "receipt-overdue" | "unreachable"
     step:          int | None   (1-based number of the escalation step, reminder or scheduled
                    update; None otherwise)
     details:       dict, always present, may be empty; per status (times are aware datetimes,
@@ -32,6 +33,13 @@ Render context contract (built by the engine; templates may rely on exactly this
                      receipt-reminder  {deadline}
                      receipt-overdue   {deadline, pending: list of {name: str,
                                        organization: str | None, tier: str}}
+                     unreachable       {person: str (display name of the person whose
+                                       every contact failed), channel: "email" | "slack"
+                                       | "webhook" (the last channel tried), reason:
+                                       "client" | "server" | "auth" | "rate_limited"
+                                       | "timeout" | "template" | "other"}   (to the incident
+                                       commander; step None; an unknown channel or reason
+                                       is shown as it arrived)
                    Read ``details["update"]``: ``details.update`` is the dict method, which
                    the sandbox refuses.
     alert:         (kind == "alert" only) {id, fingerprint, alertname, severity,
@@ -50,8 +58,9 @@ Render context contract (built by the engine; templates may rely on exactly this
                    ``links.get("confirm")`` and ``is weburl``, never assume a key)
 
     (Shipped templates by status: "alert" firing, escalated, acknowledged, resolved;
-    "reminder" ack-reminder, ack-escalated, update-due; "status-update" status-update;
-    "receipt" receipt-reminder, receipt-overdue; "policy-change", "public-advisory" notice.)
+    "reminder" ack-reminder, ack-escalated, update-due, unreachable; "status-update"
+    status-update; "receipt" receipt-reminder, receipt-overdue; "policy-change",
+    "public-advisory" notice.)
 
 Enum values (severity, risk, change) arrive as plain strings such as ``"critical"`` or
 ``"emergency_upgrade"``; ``labels.j2`` turns them into translated labels. The renderer adds

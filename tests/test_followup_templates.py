@@ -44,6 +44,7 @@ CASES = [
     ("reminder", "ack-reminder", "alert", 1),
     ("reminder", "ack-escalated", "alert", None),
     ("reminder", "update-due", "alert", 3),
+    ("reminder", "unreachable", "alert", None),
     ("status-update", "status-update", "alert", 2),
     ("receipt", "receipt-reminder", "policy", 1),
     ("receipt", "receipt-overdue", "policy", None),
@@ -91,6 +92,7 @@ def details_for(status: str) -> dict[str, Any]:
             "update_at": T0 + timedelta(minutes=95),
         },
         "receipt-reminder": {"deadline": DEADLINE},
+        "unreachable": {"person": "Grace Hopper", "channel": "email", "reason": "timeout"},
         "receipt-overdue": {
             "deadline": DEADLINE,
             "pending": [
@@ -438,6 +440,131 @@ def test_update_due_before_any_update_and_before_anyone_took_charge(
         assert "1 hour" in part
 
 
+@pytest.mark.parametrize(
+    ("locale", "tag", "channel", "reason"),
+    [
+        ("en", "[Unreachable] ", "last tried: email", "reason: timed out"),
+        ("de", "[Nicht erreichbar] ", "zuletzt versucht: E-Mail", "Grund: Zeitüberschreitung"),
+        (
+            "es",
+            "[No localizable] ",
+            "último intento: correo electrónico",
+            "motivo: tiempo de espera agotado",
+        ),
+    ],
+)
+def test_unreachable_names_the_person_the_channel_and_the_reason(
+    renderer: Renderer, locale: str, tag: str, channel: str, reason: str
+) -> None:
+    """The commander learns who could not be reached, on what channel last, and why."""
+    context = case_context("unreachable", "alert", None, locale)
+    message = render(renderer, "reminder", context, locale)
+    text, html = parts(message)
+    assert message.subject == f"{tag}Grace Hopper: {SUMMARY}"
+    for part in (text, html):
+        assert "Grace Hopper" in part
+        assert channel in part
+        assert reason in part
+        assert ALERT_ID in part
+        assert "timeout" not in part  # the code is shown as its label
+        assert ACK not in part  # nothing to acknowledge: the page did not get through
+        assert "None" not in part
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("client", "the address was refused"),
+        ("server", "the server failed"),
+        ("auth", "the credentials were refused"),
+        ("rate_limited", "rate limited"),
+        ("timeout", "timed out"),
+        ("template", "the message could not be rendered"),
+        ("other", "unknown error"),
+        ("quota_exceeded", "quota_exceeded"),  # unknown codes are shown as they arrive
+    ],
+)
+def test_unreachable_labels_every_failure_reason(
+    renderer: Renderer, reason: str, label: str
+) -> None:
+    """Each reason code reads as a human label; an unknown code is printed as is."""
+    details = {"person": "Grace Hopper", "channel": "webhook", "reason": reason}
+    text, html = parts(render(renderer, "reminder", make_context("unreachable", details=details)))
+    for part in (text, html):
+        assert f"(last tried: webhook, reason: {label})" in part
+
+
+@pytest.mark.parametrize(
+    ("locale", "labels"),
+    [
+        ("en", {"email": "email", "slack": "Slack", "webhook": "webhook", "sms": "sms"}),
+        ("de", {"email": "E-Mail", "slack": "Slack", "webhook": "Webhook", "sms": "sms"}),
+        (
+            "es",
+            {"email": "correo electrónico", "slack": "Slack", "webhook": "webhook", "sms": "sms"},
+        ),
+    ],
+)
+def test_unreachable_names_the_channel_in_the_readers_language(
+    renderer: Renderer, locale: str, labels: dict[str, str]
+) -> None:
+    """Channel names are translated; an unknown channel is shown as it arrived."""
+    tried = {"en": "last tried: ", "de": "zuletzt versucht: ", "es": "último intento: "}[locale]
+    for channel, label in labels.items():
+        details = {"person": "Grace Hopper", "channel": channel, "reason": "server"}
+        context = make_context("unreachable", details=details, locale=locale)
+        for part in parts(render(renderer, "reminder", context, locale)):
+            assert f"{tried}{label}," in part
+
+
+def test_unreachable_escapes_names_and_unknown_codes_in_html(renderer: Renderer) -> None:
+    """A hostile name, channel or reason code prints verbatim in text and escaped in HTML."""
+    details = {"person": "<b>Grace</b> & co", "channel": "<i>pager</i>", "reason": "<img src=x>"}
+    message = render(renderer, "reminder", make_context("unreachable", details=details))
+    text, html = parts(message)
+    assert message.subject.startswith("[Unreachable] <b>Grace</b> & co: ")
+    assert "<b>Grace</b> & co could not be reached" in text
+    assert "(last tried: <i>pager</i>, reason: <img src=x>)" in text
+    assert "&lt;b&gt;Grace&lt;/b&gt; &amp; co could not be reached" in html
+    assert "(last tried: &lt;i&gt;pager&lt;/i&gt;, reason: &lt;img src=x&gt;)" in html
+    for tag in ("<b>", "<i>", "<img"):
+        assert tag not in html
+
+
+@pytest.mark.parametrize("locale", LANGUAGES)
+def test_unreachable_about_a_policy_notice(renderer: Renderer, locale: str) -> None:
+    """For kind "policy" the message names the notice's title and facts, and no alert."""
+    details = {"person": "Grace Hopper", "channel": "slack", "reason": "auth"}
+    context = make_context("unreachable", kind="policy", details=details, locale=locale)
+    message = render(renderer, "reminder", context, locale)
+    text, html = parts(message)
+    refused = {
+        "en": "the credentials were refused",
+        "de": "Zugangsdaten abgelehnt",
+        "es": "credenciales rechazadas",
+    }[locale]
+    assert message.language == locale
+    assert "Grace Hopper" in message.subject
+    assert TITLE in message.subject
+    for part in (text, html):
+        assert GREETING[locale] in part
+        assert "Grace Hopper" in part
+        assert TITLE in part
+        assert refused in part
+        assert "POL-7" in part
+        assert SUMMARY not in part
+        assert "None" not in part
+    if locale == "en":
+        assert "could not be reached with this notice" in text
+        assert "page someone else" not in text + html
+    else:
+        everything = message.subject + text + html
+        for tell in ENGLISH_TELLS:
+            assert tell not in everything, tell
+        for fragment in english_fragments(locale):
+            assert fragment not in everything, fragment
+
+
 # --- status updates ----------------------------------------------------------------------------
 
 
@@ -631,7 +758,7 @@ def test_event_text_is_escaped_in_html_and_verbatim_in_text(
     context["alert" if kind == "alert" else "policy"]["summary" if kind == "alert" else "title"] = (
         HOSTILE
     )
-    for key in ("by", "note", "update_by"):
+    for key in ("by", "note", "update_by", "person"):
         if key in context["details"]:
             context["details"][key] = f"<b>{key}</b>"
     if "update" in context["details"]:
@@ -648,6 +775,10 @@ def test_event_text_is_escaped_in_html_and_verbatim_in_text(
     if status in ("acknowledged", "ack-escalated"):
         assert "&lt;b&gt;by&lt;/b&gt;" in html
         assert "<b>by</b>" in text
+    if status == "unreachable":
+        assert "&lt;b&gt;person&lt;/b&gt;" in html
+        assert "<b>person</b>" in text
+        assert "<b>person</b>" in message.subject
 
 
 def test_pending_recipients_are_escaped_in_html(renderer: Renderer) -> None:

@@ -194,3 +194,29 @@ def _webhook_only_directory(tmp_path: Path) -> Directory:
     path = tmp_path / "webhook-directory.yaml"
     path.write_text(yaml.safe_dump(raw))
     return Directory.load(path, [ChannelKind.WEBHOOK])
+
+
+async def test_a_page_that_reaches_nobody_is_reported_to_the_commanders(
+    db: Database, tmp_path: Path, mailcatcher: MailCatcher, smtp_settings: SmtpSettings
+) -> None:
+    """Ana's only contact is refused for good (550): her page is recorded as failed, and each
+    incident commander is told once that she could not be reached, and why."""
+    mailcatcher.reject_recipient("ana.costa@ops.example.net")
+    email = EmailChannel(smtp_settings, concurrency=2)
+    directory = Directory.load(ROOT / "config" / "directory.yaml")
+    world = World(db, directory, {"email": email})
+    try:
+        world.ingest("alert-firing.json")
+        await world.run_for(5)
+    finally:
+        await email.close()
+    rows = world.rows()
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["person_id"], r["error_reason"]) for r in failed] == [("ana.costa", "client")]
+    told = [r for r in rows if str(r["kind"]).startswith("unreachable:")]
+    assert {r["person_id"] for r in told} == {"mei.lin", "lukas.meier"}
+    assert all(r["status"] == "sent" for r in told)
+    assert all(
+        r["details"] == {"person": "Ana Costa", "channel": "email", "reason": "client"}
+        for r in told
+    )

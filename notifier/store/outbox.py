@@ -7,6 +7,7 @@ On PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so several instances share t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -327,3 +328,44 @@ def thread_of(
         .limit(1)
     )
     return value
+
+
+def tell_unreachable(
+    conn: Connection,
+    failed_id: str,
+    recipients: Sequence[Recipient],
+    now: datetime,
+    details: Mapping[str, Any],
+) -> int:
+    """Queue, for each of ``recipients``, a message saying the person ``failed_id`` was for
+    could not be reached (once per alert occurrence, person and recipient); return how many."""
+    row = conn.execute(
+        select(
+            notifications.c.alert_id,
+            notifications.c.occurrence,
+            notifications.c.event_key,
+            notifications.c.person_id,
+        ).where(notifications.c.id == failed_id)
+    ).one()
+    alert_id, occurrence, event_key, person_id = row
+    # One kind per unreachable person (kinds are part of the uniqueness key), short enough.
+    kind = "unreachable:" + hashlib.blake2b(person_id.encode(), digest_size=8).hexdigest()
+    values = [
+        notification_row(
+            derive_id(alert_id, occurrence, kind, r.person.id, r.contact.channel.value),
+            alert_id=alert_id,
+            occurrence=occurrence,
+            kind=kind,
+            event_key=event_key,
+            recipient=r,
+            now=now,
+            details=details,
+        )
+        for r in recipients
+        if r.person.id != person_id
+    ]
+    if not values:
+        return 0
+    insert_ = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    done = conn.execute(insert_(notifications).on_conflict_do_nothing(), values)
+    return max(done.rowcount, 0)
