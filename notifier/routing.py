@@ -12,7 +12,7 @@ event's ``confidential`` section reach only recipients whose level is ``confiden
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -174,6 +174,10 @@ class Rule(BaseModel):
     confidentiality: Clearance = Clearance.PUBLIC
     escalation: str | None = Field(
         default=None, description="escalation policy run while nobody acknowledges"
+    )
+    fan_out: bool = Field(
+        default=False,
+        description="page on every one of each person's contacts at once, not only the first",
     )
     continue_: bool = Field(default=False, alias="continue")
 
@@ -352,7 +356,21 @@ class Router:
                         chosen[person.id] = Recipient(
                             person, contact, tier_name, rule.name, rule.template, level
                         )
-        return tuple(chosen.values())
+        if not any(r.fan_out for r in self._matching(event)):
+            return tuple(chosen.values())
+        # Fan out: every enabled contact of each person at once, same clearance and template.
+        everywhere = []
+        for first in chosen.values():
+            everywhere.append(first)
+            seen = {first.contact.channel}
+            for c in first.person.contacts:
+                if c.channel in self._directory.channels and c.channel not in seen:
+                    seen.add(c.channel)
+                    everywhere.append(replace(first, contact=c))
+        return tuple(everywhere)
+
+    def _matching(self, event: Event) -> list[Rule]:
+        return [v.rule for v in self.explain(event) if v.matched]
 
     def escalation_for(self, event: Event) -> tuple[str, Rule] | None:
         """The escalation policy (by name) of the first matching rule that has one."""

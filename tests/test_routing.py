@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from notifier.decoding import decode_record
-from notifier.directory import Contact, Directory, Person
+from notifier.directory import ChannelKind, Contact, Directory, Person
 from notifier.errors import ConfigError
 from notifier.events import ALERT_TYPE, POLICY_TYPE, Event
 from notifier.routing import Clearance, LabelMatcher, Match, Router, RoutingConfig
@@ -712,3 +712,25 @@ def test_shipped_critical_testnet_alert_stays_internal(shipped: Router) -> None:
     """A critical alert off mainnet reaches responders and commanders only."""
     recipients = reached(shipped.route(alert_event("critical", labels={"network": "testnet"})))
     assert recipients == dict.fromkeys(INSIDERS_CONFIDENTIAL, Clearance.CONFIDENTIAL)
+
+
+def test_critical_rules_can_fan_out_to_every_contact() -> None:
+    """With Slack enabled, a rule with fan_out pages people on Slack and email at once; an
+    event under a rule without it reaches each person on their first contact only."""
+    root = Path(__file__).resolve().parent.parent
+    directory = Directory.load(
+        root / "config" / "directory.yaml", [ChannelKind.EMAIL, ChannelKind.SLACK]
+    )
+    router = Router(RoutingConfig.load(root / "config" / "routing.yaml"), directory)
+    firing = decode_record((root / "config" / "samples" / "alert-firing.json").read_bytes(), ())[0]
+    channels: dict[str, list[str]] = {}
+    for r in router.route(firing):
+        channels.setdefault(r.person.id, []).append(r.contact.channel.value)
+    assert channels["mei.lin"] == ["slack", "email"]
+    assert channels["ana.costa"] == ["email"]  # no Slack id
+    raw = orjson.loads((root / "config" / "samples" / "alert-firing.json").read_bytes())
+    raw["data"]["severity"] = "warning"
+    warning = decode_record(orjson.dumps(raw), ())[0]
+    routed = router.route(warning)
+    assert routed and len({r.person.id for r in routed}) == len(routed)  # one each
+    assert {r.person.id: r.contact.channel.value for r in routed}["priya.raman"] == "slack"
