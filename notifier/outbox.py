@@ -70,9 +70,9 @@ class Dispatcher:
         self._directory = directory
         self._wakeup = Wakeup()
         limits = limits or {}
-        self._slots = {
-            name: asyncio.Semaphore(limits.get(name, settings.concurrency)) for name in channels
-        }
+        sizes = {name: limits.get(name, settings.concurrency) for name in channels}
+        self._slots = {name: asyncio.Semaphore(size) for name, size in sizes.items()}
+        self._refill_at = max(1, sum(sizes.values()))
         self.breakers = breakers or Breakers(clock)
         self._sent: list[rows.Sent] = []
         self._recording = asyncio.Lock()
@@ -85,7 +85,7 @@ class Dispatcher:
         """Dispatch until ``stop`` is set; sends in flight finish before it returns."""
         await work_until_stopped(
             "outbox",
-            once=self.drain_once,
+            once=self.pump,
             next_due=self._next_due,
             wakeup=self._wakeup,
             clock=self._clock,
@@ -95,26 +95,49 @@ class Dispatcher:
 
     async def drain_once(self) -> int:
         """Claim one batch of due notifications and send them; return how many were claimed."""
-        now = self._clock.now()
-        claimed = await asyncio.to_thread(self._claim, now)
-        if claimed:
-            results = await asyncio.gather(
-                *(self._dispatch(n) for n in claimed), return_exceptions=True
+        batch = await asyncio.to_thread(self._claim, self._clock.now())
+        await asyncio.gather(*(self._dispatch_guarded(n) for n in batch))
+        return len(batch)
+
+    async def pump(self) -> int:
+        """Send everything due; return how many notifications were claimed.
+
+        The next batch is claimed as soon as the sends in flight fall to what the channels
+        can take at once, so channels never idle while the tail of a batch finishes (claimed
+        notifications wait in memory under their lease). When nothing more is due, the sends
+        in flight are awaited (a later message about an alert may be waiting for them) and
+        the outbox is asked once more.
+        """
+        claimed = 0
+        inflight: set[asyncio.Task[None]] = set()
+        while True:
+            if len(inflight) <= self._refill_at:
+                batch = await asyncio.to_thread(self._claim, self._clock.now())
+                claimed += len(batch)
+                inflight |= {asyncio.create_task(self._dispatch_guarded(n)) for n in batch}
+                if not batch:
+                    if not inflight:
+                        return claimed
+                    await asyncio.wait(inflight)
+                    inflight = set()
+                    continue
+            _, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _dispatch_guarded(self, n: rows.PendingNotification) -> None:
+        try:
+            await self._dispatch(n)
+        except Exception as exc:
+            # A bug, not a channel failure: say so, and treat it like a transient error so
+            # it is retried a bounded number of times, then marked failed.
+            log.error(
+                "outbox.dispatch_crashed",
+                notification_id=n.id,
+                error_type=type(exc).__name__,
+                error=str(exc),
             )
-            for n, result in zip(claimed, results, strict=True):
-                if isinstance(result, Exception):
-                    # A bug, not a channel failure: say so, and treat it like a transient
-                    # error so it is retried a bounded number of times, then marked failed.
-                    log.error(
-                        "outbox.dispatch_crashed",
-                        notification_id=n.id,
-                        error_type=type(result).__name__,
-                        error=str(result),
-                    )
-                    await self._after_failure(
-                        n, DeliveryError(f"internal error: {type(result).__name__}: {result}")
-                    )
-        return len(claimed)
+            await self._after_failure(
+                n, DeliveryError(f"internal error: {type(exc).__name__}: {exc}")
+            )
 
     def _claim(self, now: datetime) -> list[rows.PendingNotification]:
         with self._db.transaction() as conn:
