@@ -35,8 +35,10 @@ format: install ## Apply ruff's formatting and fixable lints
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## Throughput and latency of the ingest pipeline (see bench/README.md)
+bench: install ## The benchmarks (README, "Performance"): pipeline, timers, delivery
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/timers.py
+	$(BIN)/python bench/delivery.py
 
 clean: ## Remove the virtualenv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

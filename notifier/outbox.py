@@ -74,7 +74,8 @@ class Dispatcher:
         self._slots = {name: asyncio.Semaphore(size) for name, size in sizes.items()}
         self._refill_at = max(1, sum(sizes.values()))
         self.breakers = breakers or Breakers(clock)
-        self._sent: list[rows.Sent] = []
+        self._sent: list[tuple[rows.Sent, asyncio.Future[None]]] = []
+        self._stop: asyncio.Event | None = None
         self._recording = asyncio.Lock()
 
     def wake(self) -> None:
@@ -83,6 +84,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until ``stop`` is set; sends in flight finish before it returns."""
+        self._stop = stop
         await work_until_stopped(
             "outbox",
             once=self.pump,
@@ -106,13 +108,15 @@ class Dispatcher:
         can take at once, so channels never idle while the tail of a batch finishes (claimed
         notifications wait in memory under their lease). When nothing more is due, the sends
         in flight are awaited (a later message about an alert may be waiting for them) and
-        the outbox is asked once more.
+        the outbox is asked once more. Once the dispatcher is stopping, it claims nothing more
+        and returns when the sends in flight are done.
         """
         claimed = 0
         inflight: set[asyncio.Task[None]] = set()
         while True:
-            if len(inflight) <= self._refill_at:
-                batch = await asyncio.to_thread(self._claim, self._clock.now())
+            stopping = self._stop is not None and self._stop.is_set()
+            if stopping or len(inflight) <= self._refill_at:
+                batch = [] if stopping else await asyncio.to_thread(self._claim, self._clock.now())
                 claimed += len(batch)
                 inflight |= {asyncio.create_task(self._dispatch_guarded(n)) for n in batch}
                 if not batch:
@@ -218,18 +222,27 @@ class Dispatcher:
 
     async def _record_sent(self, sent: rows.Sent) -> None:
         """Record a delivery before returning (group commit: one transaction records every
-        delivery that finished while the previous one was being written)."""
-        self._sent.append(sent)
+        delivery that finished while the previous one was being written). Raises if the
+        write failed, for this delivery and every one written with it."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent.append((sent, written))
         async with self._recording:
-            if not self._sent:
-                return  # written together with an earlier one
-            batch, self._sent = self._sent, []
+            if self._sent:  # else an earlier writer took this one along
+                batch, self._sent = self._sent, []
 
-            def write() -> None:
-                with self._db.transaction() as conn:
-                    rows.mark_sent_many(conn, batch)
+                def write() -> None:
+                    with self._db.transaction() as conn:
+                        rows.mark_sent_many(conn, [s for s, _ in batch])
 
-            await asyncio.to_thread(write)
+                try:
+                    await asyncio.to_thread(write)
+                except Exception as exc:
+                    for _, future in batch:
+                        future.set_exception(exc)
+                else:
+                    for _, future in batch:
+                        future.set_result(None)
+        await written
 
     async def _after_failure(self, n: rows.PendingNotification, exc: DeliveryError) -> None:
         age = (self._clock.now() - n.created_at).total_seconds() if n.created_at else 0.0

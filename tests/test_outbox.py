@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -237,3 +238,22 @@ def _seed_resolve(db: Database, clock: FakeClock) -> None:
     doc = (ROOT / "config" / "samples" / "alert-resolved.json").read_bytes()
     records = [RawRecord("t", 0, 1, None, doc, ())]
     proc.apply(records, proc.decode(records))
+
+
+async def test_the_pump_sends_everything_due_across_batches_then_stops_claiming(
+    db: Database, channel: EmailChannel, mailcatcher: MailCatcher
+) -> None:
+    """With batches of two, one pump sends all seven pages (claiming the next batch while
+    sends finish); a dispatcher told to stop returns without claiming anything."""
+    clock = FakeClock(T0)
+    n = _seed(db, clock)
+    dispatcher = _dispatcher(db, channel, clock, batch_size=2)
+    assert await dispatcher.pump() == n
+    assert len(await mailcatcher.wait_for(n)) == n
+    assert {r["status"] for r in _rows(db)} == {"sent"}
+    clock.advance(60)
+    _seed_resolve(db, clock)
+    stop = asyncio.Event()
+    stop.set()
+    await dispatcher.run(stop)  # stopping at once: nothing claimed
+    assert {r["status"] for r in _rows(db) if r["kind"] == "resolved"} == {"pending"}
