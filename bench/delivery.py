@@ -365,11 +365,15 @@ def one_run(count: int) -> dict[str, float]:
     return result
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of ``pid`` in MB: all of it, and its anonymous part (without the pages
+    of the memory-mapped SQLite file)."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("RssAnon", 0.0)
 
 
 def dead_endpoint(minutes: float) -> dict[str, Any]:
@@ -381,34 +385,44 @@ def dead_endpoint(minutes: float) -> dict[str, Any]:
         db.migrate()
         cfg = config(tmp, url, free_port(), free_port())  # nothing listens on either
         proc = start_engine(cfg)
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, float, float]] = []
         start = time.time()
         next_id = 0
         try:
             while time.time() - start < minutes * 60:
                 seed(db, 20, "webhook", start=next_id)
                 next_id += 20
-                samples.append((time.time() - start, rss_mb(proc.pid)))
+                samples.append((time.time() - start, *rss_mb(proc.pid)))
                 time.sleep(1)
         finally:
             stop(proc)
             db.dispose()
-    first = [mb for t, mb in samples if t < 60]
-    last = [mb for t, mb in samples if t >= minutes * 60 - 60]
-    growth = statistics.median(last) / statistics.median(first) - 1
-    print(
-        f"dead endpoint for {minutes:g} min ({next_id:,} notifications): RSS first minute "
-        f"{statistics.median(first):.0f} MB, last minute {statistics.median(last):.0f} MB "
-        f"({growth:+.1%})",
-        flush=True,
-    )
-    return {
+    window = min(60.0, minutes * 60 / 3)
+
+    def median(index: int, last: bool) -> float:
+        edge = minutes * 60 - window
+        return statistics.median(
+            s[index] for s in samples if (s[0] >= edge if last else s[0] < window)
+        )
+
+    report = {
         "minutes": minutes,
         "notifications": next_id,
-        "rss_first_mb": statistics.median(first),
-        "rss_last_mb": statistics.median(last),
-        "growth": growth,
+        "rss_first_mb": median(1, False),
+        "rss_last_mb": median(1, True),
+        "anon_first_mb": median(2, False),
+        "anon_last_mb": median(2, True),
     }
+    report["growth"] = report["rss_last_mb"] / report["rss_first_mb"] - 1
+    report["anon_growth"] = report["anon_last_mb"] / report["anon_first_mb"] - 1
+    print(
+        f"dead endpoint for {minutes:g} min ({next_id:,} notifications): RSS "
+        f"{report['rss_first_mb']:.0f} → {report['rss_last_mb']:.0f} MB "
+        f"({report['growth']:+.1%}); anonymous {report['anon_first_mb']:.0f} → "
+        f"{report['anon_last_mb']:.0f} MB ({report['anon_growth']:+.1%})",
+        flush=True,
+    )
+    return report
 
 
 def main() -> None:
@@ -416,6 +430,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dead-minutes", type=float, default=0)
+    parser.add_argument("--dead-only", action="store_true", help="only the dead-endpoint phase")
     parser.add_argument("--ceiling", choices=["webhook", "email"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -425,6 +440,9 @@ def main() -> None:
         print(json.dumps({"rate": rate}))
         return
     os.sched_setaffinity(0, {0})
+    if args.dead_only:
+        dead_endpoint(args.dead_minutes or 10)
+        return
     results = [one_run(args.count) for _ in range(args.runs)]
     medians = {k: statistics.median(r[k] for r in results) for k in results[0]}
     print(
