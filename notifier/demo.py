@@ -1,9 +1,10 @@
 """``notifier demo``: the whole engine on embedded defaults, end to end, with a readable report.
 
 Starts the embedded Tansu broker (unless NOTIFIER_KAFKA__BOOTSTRAP_SERVERS names one), a local
-SMTP server saving mail under ``var/mail/``, a fresh SQLite store at ``var/demo.db``; publishes
-the sample events plus a duplicate and two malformed records; waits until every notification
-is delivered; prints who got what, in which language.
+SMTP server saving mail under ``var/mail/``, a local Slack stand-in (people with a Slack id are
+paged there), a fresh SQLite store at ``var/demo.db``; publishes the sample events plus a
+duplicate and two malformed records; waits until every notification is delivered; prints who
+got what, on which channel, in which language.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from pathlib import Path
 
 import click
 import orjson
+from pydantic import SecretStr
 
 from notifier.app import Engine, load_configuration
 from notifier.broker import EmbeddedBroker, free_port, publish, records_for
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import Settings
+from notifier.slack_standin import SlackStandIn
 from notifier.store.queries import counts, notification_summary
 
 VAR = Path("var")
+_DEMO_SLACK_TOKEN = "xoxb-demo-token"  # noqa: S105 (the local stand-in's, not a secret)
 _BAD_RECORDS = [
     (b"demo-bad-1", b"{this is not json"),
     (
@@ -63,6 +67,9 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
     catcher = MailCatcher(mail_dir)
     await catcher.start()
     click.echo(f"▶ SMTP capture on {catcher.host}:{catcher.port}, saving to {mail_dir}/")
+    slack = SlackStandIn(token=_DEMO_SLACK_TOKEN)
+    await slack.start()
+    click.echo(f"▶ Slack stand-in (Web API) at {slack.base_url}")
     settings = settings.model_copy(
         update={
             "kafka": settings.kafka.model_copy(
@@ -84,6 +91,14 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
                     "password": None,
                 }
             ),
+            "slack": settings.slack.model_copy(
+                update={
+                    "enabled": True,
+                    "base_url": slack.base_url,
+                    "bot_token": SecretStr(_DEMO_SLACK_TOKEN),
+                    "signing_secret": SecretStr("demo-signing-secret"),
+                }
+            ),
             "store": settings.store.model_copy(update={"url": f"sqlite:///{VAR / 'demo.db'}"}),
             "http": settings.http.model_copy(
                 update={
@@ -102,7 +117,7 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
         click.echo(f"▶ HTTP API on http://127.0.0.1:{http_port} (OpenAPI at /docs)")
         expected = await _publish_samples(settings, samples)
         ok = await _wait_until_done(engine, expected, runner)
-        _report(engine, mail_dir)
+        _report(engine, mail_dir, slack)
         if keep:
             click.echo(
                 "\nrunning; publish more with `notifier publish FILE` "
@@ -115,6 +130,7 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
     finally:
         stop.set()
         await catcher.stop()
+        await slack.stop()
         if broker is not None:
             await asyncio.to_thread(broker.stop)
 
@@ -161,7 +177,7 @@ async def _wait_until_done(engine: Engine, expected: int, runner: asyncio.Task[N
     return False
 
 
-def _report(engine: Engine, mail_dir: Path) -> None:
+def _report(engine: Engine, mail_dir: Path, slack: SlackStandIn) -> None:
     rows = notification_summary(engine.db)
     c = counts(engine.db)
     t = engine.ingestor.totals
@@ -178,14 +194,19 @@ def _report(engine: Engine, mail_dir: Path) -> None:
         status = "✓" if row["status"] == "sent" else f"✗ {row['status']} ({row['error_reason']})"
         secret = "+confidential" if row["clearance"] == "confidential" else row["clearance"]
         click.echo(
-            f"  {status} {row['recipient_name']:24} {row['tier']:11} "
+            f"  {status} {row['recipient_name']:24} {row['channel']:6} {row['tier']:11} "
             f"{row['locale']:>6} → {row['language'] or '-':3} {row['template']:16} {secret}"
         )
     click.echo(
         "\n(locale → language actually rendered; +confidential: the message includes the "
         "confidential section)"
     )
+    posts = [c for c in slack.calls if c.ok and c.method == "chat.postMessage"]
+    replies = sum(1 for c in posts if c.thread_ts)
+    updates = sum(1 for c in slack.calls if c.ok and c.method == "chat.update")
     click.echo(
         f"\n{len(list(mail_dir.glob('*.eml')))} emails saved in {mail_dir}/ "
-        "(open one with any mail client, or `cat` it)"
+        "(open one with any mail client, or `cat` it); "
+        f"{len(posts)} Slack messages ({replies} of them replies in an alert's thread, "
+        f"{updates} updates of the alert's first message)"
     )

@@ -21,11 +21,16 @@ from notifier.routing import Recipient, Router
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """One message to send: a transition, rendered with a template for one recipient."""
+    """One message to send: a transition, rendered with a template for one recipient.
+
+    ``due_at`` is when it may go out; ``created_at`` orders it among the batch's messages
+    (a microsecond apart, in transition order).
+    """
 
     id: str
     transition: Transition
     recipient: Recipient
+    due_at: datetime
     created_at: datetime
 
     @property
@@ -51,7 +56,7 @@ def plan(
     A resolve also reaches everyone an escalation paged about that occurrence
     (``escalated``), so nobody who was woken up is left wondering.
     """
-    intents = []
+    intents: list[Intent] = []
     for transition in transitions:
         alert = transition.alert
         recipients = router.route(transition.event)
@@ -67,7 +72,10 @@ def plan(
                 recipient.person.id,
                 recipient.contact.channel.value,
             )
-            intents.append(Intent(nid, transition, recipient, now))
+            # A microsecond apart, in the order of the batch's transitions: creation order is
+            # delivery order per alert and address (a resolve after its page, not beside it).
+            created = now + timedelta(microseconds=len(intents))
+            intents.append(Intent(nid, transition, recipient, now, created))
     return intents
 
 

@@ -309,5 +309,6 @@ def _intent_row(intent: Intent) -> dict[str, Any]:
         kind=intent.transition.effect.value,
         event_key=intent.transition.event_key,
         recipient=intent.recipient,
-        now=intent.created_at,
+        now=intent.due_at,
+        created_at=intent.created_at,
     )

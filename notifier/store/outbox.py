@@ -67,10 +67,12 @@ def notification_row(
     recipient: Recipient,
     now: datetime,
     details: Mapping[str, Any] | None = None,
+    created_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """A new pending row of the notifications table (the outbox) for one recipient.
+    """A new pending row of the notifications table (the outbox) for one recipient, due ``now``.
 
-    ``details`` is what a follow-up says beyond its event (see :mod:`notifier.details`).
+    ``details`` is what a follow-up says beyond its event (see :mod:`notifier.details`);
+    ``created_at`` (default ``now``) orders it among the messages about its alert.
     """
     return {
         "id": notification_id,
@@ -91,7 +93,7 @@ def notification_row(
         "status": "pending",
         "dispatches": 0,
         "next_attempt_at": now,
-        "created_at": now,
+        "created_at": created_at or now,
         "details": encode(details) if details else None,
     }
 

@@ -27,6 +27,7 @@ def notification_summary(db: Database) -> list[dict[str, Any]]:
             notifications.c.kind,
             notifications.c.person_id,
             notifications.c.recipient_name,
+            notifications.c.channel,
             notifications.c.address,
             notifications.c.tier,
             notifications.c.template,
