@@ -133,6 +133,7 @@ async def test_time_to_acknowledge_is_a_histogram(api: Api) -> None:
     """An acknowledgment 10 minutes after the alert started lands in the 600 s bucket."""
     with api.db.engine.connect() as conn:
         started = conn.scalar(select(alerts.c.starts_at).where(alerts.c.kind == "alert"))
+    assert started is not None
     api.clock.advance((started + timedelta(minutes=10) - api.clock.now()).total_seconds())
     url = f"/api/v1/alerts/{api.alert_id()}/ack"
     assert (await api.client.post(url, headers=_auth("mei.lin"))).status_code == 200

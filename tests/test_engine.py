@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from notifier.app import Engine, load_configuration
 from notifier.broker import EmbeddedBroker, ensure_topics, publish, records_for
@@ -48,7 +48,7 @@ def make_settings(
             heartbeat_interval_ms=300,
             rebalance_timeout_ms=2000,
             poll_timeout_ms=100,
-            **kafka,  # type: ignore[arg-type]
+            **kafka,
         ),
         smtp=smtp,
         store=StoreSettings(url=f"sqlite:///{tmp_path / 'notifier.db'}"),
@@ -281,7 +281,7 @@ async def test_bad_input_goes_to_the_dead_letter_topic_with_reasons(
     )
     await consumer.start()
     try:
-        dead = []
+        dead: list[ConsumerRecord[bytes, bytes]] = []
         async with asyncio.timeout(20):
             while len(dead) < len(BAD_INPUTS):
                 for msgs in (await consumer.getmany(timeout_ms=500)).values():
@@ -292,14 +292,14 @@ async def test_bad_input_goes_to_the_dead_letter_topic_with_reasons(
     assert set(by_case) == set(BAD_INPUTS)
     for name, (value, _) in BAD_INPUTS.items():
         record = by_case[name]
-        headers = dict(record.headers)
+        dlq: dict[str, bytes] = dict(record.headers)
         expected_reason = "schema" if name == "binary-schema" else name
         assert record.value == value, name
         assert record.key == b"bad"
-        assert headers["notifier-dlq-reason"].decode() == expected_reason, name
-        assert headers["notifier-dlq-topic"].decode() == k.topic
-        assert int(headers["notifier-dlq-offset"]) >= 0
-        assert headers["notifier-dlq-detail"], name
+        assert dlq["notifier-dlq-reason"].decode() == expected_reason, name
+        assert dlq["notifier-dlq-topic"].decode() == k.topic
+        assert int(dlq["notifier-dlq-offset"]) >= 0
+        assert dlq["notifier-dlq-detail"], name
     assert b"data.severity" in dict(by_case["schema"].headers)["notifier-dlq-detail"]
     assert b"5" in dict(by_case["oversized"].headers)["notifier-dlq-detail"]
 

@@ -138,7 +138,7 @@ class Harness:
         with self.db.engine.connect() as conn:
             return [
                 tuple(r)
-                for r in conn.execute(  # type: ignore[misc]
+                for r in conn.execute(
                     select(timers.c.step, timers.c.outcome).order_by(timers.c.step)
                 ).all()
             ]

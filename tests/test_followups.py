@@ -206,6 +206,7 @@ async def test_acknowledged_but_unresolved_reminds_then_escalates(db: Database) 
     assert escalated["by"] == "Priya Raman"
     with db.engine.connect() as conn:
         started = conn.scalar(select(alerts.c.starts_at))
+    assert started is not None
     assert escalated["open_for"] == (story.clock.now() - started).total_seconds()
     await story.at(500)
     assert not any(k.startswith("ack-reminder-3") for k in story.sent())

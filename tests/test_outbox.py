@@ -51,7 +51,9 @@ async def channel(smtp_settings: SmtpSettings) -> AsyncIterator[EmailChannel]:
 def _dispatcher(
     db: Database, channel: EmailChannel, clock: FakeClock, **delivery: object
 ) -> Dispatcher:
-    settings = DeliverySettings(**{"send_attempts": 2, "max_dispatches": 3, **delivery})  # type: ignore[arg-type]
+    settings = DeliverySettings.model_validate(
+        {"send_attempts": 2, "max_dispatches": 3, **delivery}
+    )
     templates = TemplateSettings(directory=ROOT / "templates", locales_directory=ROOT / "locales")
     renderer = Renderer(templates, Catalogs.load(templates.locales_directory))
     return Dispatcher(db, renderer, {"email": channel}, settings, clock, random.Random(7))
