@@ -225,7 +225,10 @@ class WebhookChannel:
             # connection be reused, so its failures do not matter.
             with contextlib.suppress(httpx.HTTPError, TimeoutError):
                 async with asyncio.timeout(seconds):
-                    await _drain(response)
+                    if _small(response):
+                        await response.aread()  # one read, as a plain request would
+                    else:
+                        await _drain(response)
         finally:
             await response.aclose()
         return response.status_code, response.headers
@@ -457,6 +460,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     if value is not None:
         return value
     return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def _small(response: httpx.Response) -> bool:
+    """Whether the response says its body is empty or small enough to read whole."""
+    if response.status_code == 204:
+        return True
+    length = response.headers.get("content-length")
+    return length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT
 
 
 async def _drain(response: httpx.Response) -> None:
