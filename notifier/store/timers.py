@@ -47,19 +47,10 @@ from notifier.store.schema import (
 
 
 @dataclass(frozen=True, slots=True)
-class DueTimer:
-    """A claimed timer."""
+class DueTimer(Timer):
+    """A claimed timer, with its escalation plan parsed (None for receipt checks)."""
 
-    id: str
-    alert_id: str
-    occurrence: int
-    kind: TimerKind
-    step: int
-    due_at: datetime
-    event_key: str
-    plan_key: str
-    plan: dict[str, Any]
-    frozen: Plan | None  # the plan of escalation, reminder and update timers, parsed
+    frozen: Plan | None = None
 
 
 @dataclass(frozen=True, slots=True)
