@@ -278,6 +278,14 @@ def check(state: CliState) -> None:
         f"templates ok: {', '.join(c.renderer.templates())}; "
         f"languages: {', '.join(c.catalogs.languages())}"
     )
+    channels = [f"email via {s.smtp.host}:{s.smtp.port}"]
+    if s.slack.enabled:
+        signed = "signed actions" if s.slack.signing_secret else "no signing secret: buttons off"
+        token = "token set" if s.slack.bot_token else "NO TOKEN (NOTIFIER_SLACK__BOT_TOKEN)"
+        channels.append(f"slack at {s.slack.base_url} ({token}, {signed})")
+    if s.webhooks.endpoints:
+        channels.append(f"webhooks: {', '.join(sorted(s.webhooks.endpoints))}")
+    click.echo(f"channels ok: {'; '.join(channels)}")
 
 
 cli.add_command(alerts)

@@ -209,6 +209,27 @@ def test_config_check_reports_what_the_shipped_config_loads() -> None:
         "templates ok: alert, policy-change, public-advisory, receipt, reminder, status-update; "
         "languages: de, en, es"
     )
+    assert lines[4] == "channels ok: email via 127.0.0.1:8025"
+
+
+def test_config_check_reports_slack_and_webhooks_and_a_missing_token() -> None:
+    """Slack enabled without a bot token is reported with the variable to set; webhook
+    endpoints are listed by name."""
+    endpoints = '{"ops-bridge": {"url": "https://bridge.example/hook", "secret": "s"}}'
+    result = CliRunner().invoke(
+        cli,
+        ["config", "check"],
+        env={
+            "NOTIFIER_SLACK__ENABLED": "true",
+            "NOTIFIER_SLACK__SIGNING_SECRET": "x",
+            "NOTIFIER_WEBHOOKS__ENDPOINTS": endpoints,
+        },
+    )
+    assert result.exit_code == 0, result.output
+    channels = result.stdout.splitlines()[-1]
+    assert "slack at https://slack.com/api/ (NO TOKEN (NOTIFIER_SLACK__BOT_TOKEN)" in channels
+    assert channels.endswith("webhooks: ops-bridge")
+    assert "secret" not in result.stdout.replace("signing secret", "")
 
 
 def test_config_check_honours_environment_overrides() -> None:
