@@ -177,6 +177,11 @@ class Dispatcher:
             return
         destination = _destination(n)
         async with self._slots[n.channel]:
+            if self._lease_running_out(n):
+                # Waited too long for a slot: the lease may pass to another claim mid-send.
+                # Leave it; it is claimed again when the lease runs out (nothing is lost).
+                bound.warning("outbox.lease_running_out")
+                return
             try:
                 self.breakers.check(destination)
                 provider_id = await send_with_retry(
@@ -210,6 +215,14 @@ class Dispatcher:
                 )
             )
         bound.info("outbox.sent", language=message.rendered.language, template=n.template)
+
+    def _lease_running_out(self, n: rows.PendingNotification) -> bool:
+        if n.claimed_at is None:
+            return False
+        left = self._settings.lease_seconds - (self._clock.now() - n.claimed_at).total_seconds()
+        # What is left should cover a whole send, retries and deadline included (or at least
+        # half the lease, when the lease is shorter than a send may take).
+        return left < min(self._settings.send_deadline_seconds, self._settings.lease_seconds / 2)
 
     def _thread(self, n: rows.PendingNotification) -> str | None:
         with self._db.engine.connect() as conn:

@@ -20,6 +20,7 @@ from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
 from notifier.settings import DeliverySettings, SmtpSettings, TemplateSettings
 from notifier.store import Database
+from notifier.store import outbox as rows_module
 from notifier.store.queries import counts
 from notifier.store.schema import notifications
 from notifier.templating import Renderer
@@ -259,3 +260,22 @@ async def test_the_pump_sends_everything_due_across_batches_then_stops_claiming(
     stop.set()
     await dispatcher.run(stop)  # stopping at once: nothing claimed
     assert {r["status"] for r in _rows(db) if r["kind"] == "resolved"} == {"pending"}
+
+
+async def test_a_send_whose_lease_is_running_out_is_left_for_the_next_claim(
+    db: Database, channel: EmailChannel, mailcatcher: MailCatcher
+) -> None:
+    """A claimed notification that waited in memory until too little of its lease is left is
+    not sent (another claim may own it by then); it stays pending and goes out later."""
+    clock = FakeClock(T0)
+    _seed(db, clock)
+    dispatcher = _dispatcher(db, channel, clock, lease_seconds=60, send_deadline_seconds=30)
+    with db.transaction() as conn:
+        claimed = rows_module.claim_due(conn, clock.now(), 1, 60, skip_locked=False)
+    clock.advance(45)  # waited 45 s of a 60 s lease: 15 s left, less than a send may take
+    await dispatcher._dispatch(claimed[0])
+    assert mailcatcher.messages == []
+    assert {r["status"] for r in _rows(db)} == {"pending"}
+    clock.advance(60)
+    assert await dispatcher.drain_once() == 7
+    assert len(await mailcatcher.wait_for(7)) == 7

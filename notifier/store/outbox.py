@@ -55,6 +55,7 @@ class PendingNotification:
     payload: dict[str, Any]
     details: dict[str, Any] | None = None
     created_at: datetime | None = None
+    claimed_at: datetime | None = None
 
 
 def notification_row(
@@ -167,6 +168,7 @@ def claim_due(
             payload=r["payload"],
             details=r["details"],
             created_at=r["created_at"],
+            claimed_at=now,
         )
         for r in rows
     ]
