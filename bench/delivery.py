@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 import yaml
+from procs import rss_mb
 from sqlalchemy import func, insert, select
 
 from notifier.broker import free_port
@@ -363,17 +364,6 @@ def one_run(count: int) -> dict[str, float]:
             flush=True,
         )
     return result
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident memory of ``pid`` in MB: all of it, and its anonymous part (without the pages
-    of the memory-mapped SQLite file)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields.get("VmRSS", 0.0), fields.get("RssAnon", 0.0)
 
 
 def dead_endpoint(minutes: float) -> dict[str, Any]:

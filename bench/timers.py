@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from procs import rss_mb
 from sqlalchemy import func, insert, select
 
 from notifier.broker import free_port
@@ -138,17 +139,6 @@ def config(tmp: Path, url: str, port: int) -> Path:
         )
     )
     return path
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident memory of ``pid`` in MB: all of it, and the part that is the process's own
-    (anonymous), i.e. without pages of the memory-mapped SQLite file the kernel can drop."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields.get("VmRSS", 0.0), fields.get("RssAnon", 0.0)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -273,7 +273,7 @@ class Router:
     def __init__(self, config: RoutingConfig, directory: Directory) -> None:
         self._config = config
         self._directory = directory
-        self._cache: dict[_RouteKey, tuple[Recipient, ...]] = {}
+        self._cache: dict[_RouteKey, tuple[tuple[Recipient, ...], FrozenPlan | None]] = {}
         self._plans: dict[tuple[str, str], FrozenPlan] = {}
         for name, tier in config.tiers.items():
             for person_id in tier.people:
@@ -329,14 +329,17 @@ class Router:
         """Return who to notify about ``event``: one entry per person, highest clearance wins."""
         # Routing depends only on these attributes; alerts re-fire and resolve with the same
         # ones, so a bounded cache saves re-walking the rules on the hot path.
+        return list(self._decide(event)[0])
+
+    def _decide(self, event: Event) -> tuple[tuple[Recipient, ...], FrozenPlan | None]:
         key = (event.type, event.severity, event.risk, frozenset(event.labels.items()))
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._route(event)
+            cached = (self._route(event), self._plan_for(event))
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = cached
-        return list(cached)
+        return cached
 
     def _route(self, event: Event) -> tuple[Recipient, ...]:
         chosen: dict[str, Recipient] = {}
@@ -383,8 +386,12 @@ class Router:
         """The escalation plan an alert starting with ``event`` follows, frozen now.
 
         Router and directory never change once built (a reload builds a new router), so the
-        frozen plan of a rule is computed once and shared.
+        frozen plan of a rule is computed once and shared (and found through the same cache
+        as the event's recipients).
         """
+        return self._decide(event)[1]
+
+    def _plan_for(self, event: Event) -> FrozenPlan | None:
         found = self.escalation_for(event)
         if found is None:
             return None

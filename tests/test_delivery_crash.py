@@ -5,14 +5,13 @@ are sends that were in flight at the kill (the receiver dedupes them by X-Notifi
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 import yaml
+from engines import start_delivering
 from sqlalchemy import func, select
 
 from notifier.clock import SystemClock
@@ -102,20 +101,6 @@ def _sent(db: Database) -> int:
     return int(count or 0)
 
 
-async def _engine(config: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "--config",
-        str(config),
-        "run",
-        "--deliver-only",
-        cwd=ROOT,
-        env={**os.environ},
-    )
-
-
 async def test_sigkill_while_sending_loses_nothing_and_repeats_only_in_flight(
     tmp_path: Path,
 ) -> None:
@@ -128,7 +113,7 @@ async def test_sigkill_while_sending_loses_nothing_and_repeats_only_in_flight(
     db.migrate()
     config = _configure(tmp_path, url, hooks.url)
     _seed(db, tmp_path)
-    proc = await _engine(config)
+    proc = await start_delivering(config)
     try:
         async with asyncio.timeout(60):
             while len(hooks.hooks) < MESSAGES // 4:
@@ -137,7 +122,7 @@ async def test_sigkill_while_sending_loses_nothing_and_repeats_only_in_flight(
         await proc.wait()
         at_kill = _sent(db)
         assert at_kill < MESSAGES, "everything was sent before the kill"
-        proc = await _engine(config)
+        proc = await start_delivering(config)
         await hooks.wait_for(MESSAGES, within=60)
         async with asyncio.timeout(30):
             while _sent(db) < MESSAGES:

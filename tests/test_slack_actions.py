@@ -67,6 +67,21 @@ def body(user: str, action: str, value: str) -> bytes:
     return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
 
 
+def _context(
+    settings: Settings, db: Database, directory: Directory, clock: FakeClock
+) -> ApiContext:
+    """What the app needs; publishing and the broker check are not used here."""
+
+    async def publish(batch: object) -> None:
+        return None
+
+    async def ready() -> None:
+        return None
+
+    signer = LinkSigner(settings.links.secrets, 3600, clock)
+    return ApiContext(settings, db, directory, clock, signer, publish, ready)
+
+
 @pytest.fixture
 async def slack(tmp_path: Path) -> AsyncIterator[Slack]:
     """The API with a Slack signing secret, over a store holding the firing sample alert."""
@@ -80,23 +95,7 @@ async def slack(tmp_path: Path) -> AsyncIterator[Slack]:
     records = [RawRecord("t", 0, 0, None, doc, ())]
     proc.apply(records, proc.decode(records))
     settings = Settings(config_dir=ROOT / "config", slack={"signing_secret": SECRET})
-
-    async def publish(batch: object) -> None:
-        return None
-
-    async def ready() -> None:
-        return None
-
-    ctx = ApiContext(
-        settings,
-        db,
-        directory,
-        clock,
-        LinkSigner(settings.links.secrets, 3600, clock),
-        publish,
-        ready,
-    )
-    server = HttpServer(create_app(ctx), "127.0.0.1", 0)
+    server = HttpServer(create_app(_context(settings, db, directory, clock)), "127.0.0.1", 0)
     await server.start()
     with db.engine.connect() as conn:
         alert_id = str(conn.scalar(select(alerts.c.id)))
@@ -181,23 +180,8 @@ async def test_interactivity_is_off_without_a_signing_secret(tmp_path: Path) -> 
     db.migrate()
     clock = FakeClock(T0)
     settings = Settings(config_dir=ROOT / "config")
-
-    async def publish(batch: object) -> None:
-        return None
-
-    async def ready() -> None:
-        return None
-
-    ctx = ApiContext(
-        settings,
-        db,
-        Directory.load(ROOT / "config" / "directory.yaml"),
-        clock,
-        LinkSigner(settings.links.secrets, 3600, clock),
-        publish,
-        ready,
-    )
-    server = HttpServer(create_app(ctx), "127.0.0.1", 0)
+    directory = Directory.load(ROOT / "config" / "directory.yaml")
+    server = HttpServer(create_app(_context(settings, db, directory, clock)), "127.0.0.1", 0)
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from engines import start_delivering
 from sqlalchemy import func, insert, select
 
 from notifier.escalation import plan_key
@@ -100,20 +99,6 @@ def _config(tmp: Path, store_url: str) -> Path:
     return path
 
 
-async def _engine(config: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "--config",
-        str(config),
-        "run",
-        "--deliver-only",
-        cwd=ROOT,
-        env={**os.environ},
-    )
-
-
 def _counts(db: Database) -> tuple[int, int, int]:
     """(timers done, escalation timeline entries, alerts escalated more than once)."""
     with db.engine.connect() as conn:
@@ -154,14 +139,14 @@ async def test_sigkill_with_pending_timers_fires_each_exactly_once(tmp_path: Pat
     # Due over ten seconds, so the kill lands mid-way even on a slow, busy machine.
     _seed(db, datetime.now(UTC) + timedelta(seconds=2), spread_ms=10)
     config = _config(tmp_path, url)
-    proc = await _engine(config)
+    proc = await start_delivering(config)
     await _until(lambda: _counts(db)[0] >= TIMERS // 10, 60)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     at_kill = _counts(db)[0]
     assert at_kill < TIMERS, "all timers fired before the kill"
     restarted = time.monotonic()
-    proc = await _engine(config)
+    proc = await start_delivering(config)
     try:
         await _until(lambda: _counts(db)[0] == TIMERS, 60)
     finally:
@@ -184,7 +169,7 @@ async def test_two_engines_on_postgresql_share_due_timers(
     db.migrate()
     _seed(db, datetime.now(UTC) - timedelta(seconds=1))
     config = _config(tmp_path, postgres_url)
-    first, second = await _engine(config), await _engine(config)
+    first, second = await start_delivering(config), await start_delivering(config)
     try:
         await _until(lambda: _counts(db)[0] == TIMERS, 90)
     finally:

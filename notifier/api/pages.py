@@ -65,12 +65,9 @@ def _verify(ctx: ApiContext, token: str) -> LinkClaim | HTMLResponse:
         )
 
 
-@router.get("/ack/{token}", response_class=HTMLResponse)
-async def confirm(token: str, ctx: Ctx) -> HTMLResponse:
-    """Show what would be acknowledged, with a button; never acknowledges by itself."""
-    claim = _verify(ctx, token)
-    if isinstance(claim, HTMLResponse):
-        return claim
+async def heading(ctx: ApiContext, claim: LinkClaim) -> tuple[str, str, str, str] | None:
+    """The claimed alert's name, summary and status, and the escaped name of the person the
+    link was made for (None if the alert is gone): what a link's confirmation page shows."""
 
     def load() -> tuple[str, str, str] | None:
         with ctx.db.engine.connect() as conn:
@@ -83,10 +80,22 @@ async def confirm(token: str, ctx: Ctx) -> HTMLResponse:
 
     found = await asyncio.to_thread(load)
     if found is None:
-        return page("Alert not found", "<p>It may have been removed.</p>", 404)
-    name, summary, status = found
+        return None
     person = ctx.directory.get(claim.person_id)
-    who = escape(person.name if person else claim.person_id)
+    return (*found, escape(person.name if person else claim.person_id))
+
+
+@router.get("/ack/{token}", response_class=HTMLResponse)
+async def confirm(token: str, ctx: Ctx) -> HTMLResponse:
+    """Show what would be acknowledged, with a button; never acknowledges by itself."""
+    claim = _verify(ctx, token)
+    if isinstance(claim, HTMLResponse):
+        return claim
+
+    found = await heading(ctx, claim)
+    if found is None:
+        return page("Alert not found", "<p>It may have been removed.</p>", 404)
+    name, summary, status, who = found
     return page(
         f"Acknowledge {name}?",
         f"<p>{escape(summary)}</p><p class=muted>Status: {escape(status)}. Acknowledging tells "

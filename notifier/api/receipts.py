@@ -12,14 +12,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
 from notifier.api.alerts import context
 from notifier.api.deps import ApiContext
-from notifier.api.pages import page, refusal
+from notifier.api.pages import heading, page, refusal
 from notifier.links import LinkClaim, LinkInvalid
 from notifier.store.receipts import Confirmation, confirm_receipt
-from notifier.store.schema import alerts
 
 router = APIRouter(tags=["receipt links"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -41,19 +39,10 @@ async def show(token: str, ctx: Ctx) -> HTMLResponse:
     if isinstance(claim, HTMLResponse):
         return claim
 
-    def load() -> tuple[str, str] | None:
-        with ctx.db.engine.connect() as conn:
-            row = conn.execute(
-                select(alerts.c.name, alerts.c.summary).where(alerts.c.id == claim.alert_id)
-            ).one_or_none()
-        return None if row is None else (row[0], row[1])
-
-    found = await asyncio.to_thread(load)
+    found = await heading(ctx, claim)
     if found is None:
         return page("Notice not found", "<p>It may have been removed.</p>", 404)
-    name, summary = found
-    person = ctx.directory.get(claim.person_id)
-    who = escape(person.name if person else claim.person_id)
+    name, summary, _status, who = found
     return page(
         "Confirm receipt?",
         f"<p><strong>{escape(name)}</strong></p><p>{escape(summary)}</p>"
