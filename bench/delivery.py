@@ -7,7 +7,7 @@ Per run and channel (webhook, then email):
 
 1. the receiver runs in its own process (`python -m notifier.hookcatcher`, which checks every
    signature, or `python -m notifier.mailcatcher`, aiosmtpd saving each message);
-2. ceiling: a bare loop with the same client library and the same concurrency (httpx with
+2. ceiling: a bare loop with the same client library and the same concurrency (aiohttp with
    signed bodies of the same size; aiosmtplib over as many reused connections) sends --count
    messages to that receiver, in its own process pinned to one core;
 3. engine: a SQLite store holding --count pending notifications (one per alert) and one
@@ -58,8 +58,8 @@ SAMPLE = orjson.loads((ROOT / "config" / "samples" / "alert-firing.json").read_b
 
 
 async def bare_webhook(port: int, count: int, concurrency: int) -> float:
-    """Send ``count`` signed webhooks with httpx, ``concurrency`` at a time; return msgs/s."""
-    import httpx
+    """Send ``count`` signed webhooks with aiohttp, ``concurrency`` at a time; return msgs/s."""
+    import aiohttp
 
     from notifier.channels.webhook import sign
 
@@ -75,8 +75,8 @@ async def bare_webhook(port: int, count: int, concurrency: int) -> float:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -89,8 +89,9 @@ async def bare_webhook(port: int, count: int, concurrency: int) -> float:
                     "X-Notifier-Timestamp": str(ts),
                     "X-Notifier-Signature": sign(SECRET.encode(), ts, body),
                 }
-                r = await client.post(url, content=body, headers=headers)
-                assert r.status_code == 204, r.status_code
+                async with client.post(url, data=body, headers=headers) as r:
+                    await r.read()
+                    assert r.status == 204, r.status
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -342,9 +343,9 @@ def ceiling_rate(channel: str, count: int, port: int) -> float:
     return float(json.loads(out)["rate"])
 
 
-def one_run(count: int) -> dict[str, float]:
+def one_run(count: int, channels: list[str]) -> dict[str, float]:
     result: dict[str, float] = {}
-    for channel in ("webhook", "email"):
+    for channel in channels:
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
             port = free_port()
@@ -421,6 +422,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dead-minutes", type=float, default=0)
     parser.add_argument("--dead-only", action="store_true", help="only the dead-endpoint phase")
+    parser.add_argument(
+        "--channel", choices=["webhook", "email"], help="measure only this channel (default both)"
+    )
     parser.add_argument("--ceiling", choices=["webhook", "email"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -433,14 +437,15 @@ def main() -> None:
     if args.dead_only:
         dead_endpoint(args.dead_minutes or 10)
         return
-    results = [one_run(args.count) for _ in range(args.runs)]
+    channels = [args.channel] if args.channel else ["webhook", "email"]
+    results = [one_run(args.count, channels) for _ in range(args.runs)]
     medians = {k: statistics.median(r[k] for r in results) for k in results[0]}
-    print(
-        f"\nmedian of {len(results)}: webhook {medians['webhook_engine']:,.0f}/s vs bare "
-        f"{medians['webhook_ceiling']:,.0f}/s ({medians['webhook_ratio']:.0%}); email "
-        f"{medians['email_engine']:,.0f}/s vs bare {medians['email_ceiling']:,.0f}/s "
-        f"({medians['email_ratio']:.0%})"
-    )
+    print(f"\nmedian of {len(results)}:")
+    for channel in channels:
+        print(
+            f"  {channel}: engine {medians[f'{channel}_engine']:,.0f}/s vs bare loop "
+            f"{medians[f'{channel}_ceiling']:,.0f}/s ({medians[f'{channel}_ratio']:.0%})"
+        )
     report: dict[str, Any] = {"runs": results, "median": medians}
     if args.dead_minutes:
         report["dead_endpoint"] = dead_endpoint(args.dead_minutes)

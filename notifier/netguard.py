@@ -26,15 +26,10 @@ category                   addresses                                            
 IPv6 forms that carry an IPv4 address are judged by that address: IPv4-mapped
 (``::ffff:169.254.1.1`` is link-local), NAT64 (``64:ff9b::/96``) and 6to4 (``2002::/16``).
 
-What this does **not** close, honestly: the check resolves the name, then the HTTP client
-resolves it again when it connects. Whoever controls the endpoint's DNS can answer the check
-with a public address and the connection a moment later with an internal one (DNS
-rebinding; a TTL of 0 makes it easy). The window is one lookup wide and only the endpoint's
-DNS owner can use it, since endpoints come from configuration, not from event data. Closing
-it means connecting to the checked address itself (keeping the name for ``Host`` and TLS),
-which httpx does not offer through its public API; until then, keep endpoints on names you
-trust, or on IP literals (literals are checked without DNS), and use an egress firewall for
-hard guarantees.
+DNS rebinding: the webhook channel hands aiohttp a resolver that runs this check and returns
+the checked addresses, and aiohttp connects to exactly those (caching them for its DNS TTL),
+so a name cannot answer the check with a public address and the connection with an internal
+one. Keep an egress firewall anyway for hard guarantees.
 """
 
 from __future__ import annotations

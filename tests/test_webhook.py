@@ -601,6 +601,20 @@ async def test_listener_does_see_a_connection_when_the_check_passes(
     assert listener.connections >= 1
 
 
+async def test_the_connection_goes_to_the_checked_address(
+    make_channel: MakeChannel, receiver: Receiver
+) -> None:
+    """No DNS-rebinding window: the channel connects to the address its check accepted. The
+    name does not exist in real DNS, so the request can only arrive through that answer."""
+    port = int(receiver.base.rsplit(":", 1)[1])
+    resolver = RecordingResolver(["127.0.0.1"])
+    channel = make_channel({"ops": f"http://rebinding.invalid:{port}/hook"}, resolver=resolver)
+    assert await channel.send(outgoing()) == "ntf-0001"
+    assert await channel.send(outgoing("ntf-0002")) == "ntf-0002"
+    assert [r.headers["x-notifier-id"] for r in receiver.requests] == ["ntf-0001", "ntf-0002"]
+    assert resolver.calls[0] == ("rebinding.invalid", port)
+
+
 async def test_loopback_is_refused_unless_private_networks_are_allowed(
     make_channel: MakeChannel, receiver: Receiver
 ) -> None:

@@ -4,8 +4,12 @@ A contact names an endpoint (``{channel: webhook, address: ops-bridge}``); its U
 live only under ``webhooks.endpoints``, so event data never chooses where requests go. Before
 every request the endpoint's host is resolved and checked by :mod:`notifier.netguard`
 (loopback and private networks only with ``webhooks.allow_private_networks``; link-local and
-cloud metadata addresses never). Redirects are never followed: the new location could be an
-address the configuration does not allow.
+cloud metadata addresses never), and the connection goes to exactly the addresses that were
+checked, so a name cannot be re-pointed between the check and the connect. Redirects are never
+followed: the new location could be an address the configuration does not allow.
+
+The HTTP client is aiohttp: ``bench/delivery.py`` measured it at about 12,000 signed POSTs a
+second on one core against a local receiver, httpx at about 900 (1.1 ms of CPU per request).
 
 Request headers
 ---------------
@@ -54,9 +58,9 @@ permanent. See :func:`classify_response` and :func:`classify_exception`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
+import ipaddress
 import re
 import socket
 import ssl
@@ -66,9 +70,12 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 
-import httpx
+import aiohttp
 import orjson
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from notifier import __version__, netguard
 from notifier.clock import Clock, SystemClock
@@ -105,23 +112,57 @@ _log = structlog.get_logger(__name__)
 
 _ID = re.compile(r"[\x21-\x7e]{1,200}")  # printable ASCII, no spaces: safe in a header
 _DIGITS = re.compile(r"[0-9]{1,15}")
-_DRAIN_LIMIT = 65_536  # a response body read this far lets its connection be reused
+_READ_LIMIT = 65_536  # a response body up to this size is read so its connection is reused
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    url: httpx.URL
+    url: URL
     host: str
     port: int
+    literal: bool  # an IP address: aiohttp connects without asking the resolver
+
+
+class _GuardedResolver(AbstractResolver):
+    """Resolves endpoint names for aiohttp and refuses them if any address is refused.
+
+    aiohttp connects to the addresses this returns (and caches them for its DNS TTL), so
+    what was checked is what is connected to: no DNS-rebinding window.
+    """
+
+    def __init__(self, resolver: netguard.Resolver, *, allow_private: bool) -> None:
+        self._resolver = resolver
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await netguard.check_host(
+            host, port, allow_private=self._allow_private, resolver=self._resolver
+        )
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=socket.IPPROTO_TCP,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release: lookups go through the loop's ``getaddrinfo`` or the fake."""
 
 
 class WebhookChannel:
     """POSTs :class:`OutgoingMessage` objects to the endpoints under ``webhooks.endpoints``.
 
-    One ``httpx.AsyncClient`` is shared by all sends (up to ``webhooks.concurrency``
-    connections, kept alive between sends). ``resolver`` replaces DNS for the address check
-    (tests); the HTTP client still resolves names itself, see :mod:`notifier.netguard`.
-    Proxy environment variables are ignored, so the check is about the address connected to.
+    One ``aiohttp.ClientSession`` is shared by all sends (up to ``webhooks.concurrency``
+    connections, kept alive between sends), created on the first send. ``resolver`` replaces
+    DNS (tests); its answers are checked, then connected to. Proxy environment variables are
+    ignored, so the check is about the address connected to.
     """
 
     name = "webhook"
@@ -137,15 +178,7 @@ class WebhookChannel:
         self._clock: Clock = clock or SystemClock()
         self._resolver: netguard.Resolver = resolver or netguard.resolve
         self._targets = {name: _target(name, ep.url) for name, ep in settings.endpoints.items()}
-        limits = httpx.Limits(
-            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-        )
-        self._client = httpx.AsyncClient(
-            limits=limits,
-            follow_redirects=False,
-            trust_env=False,
-            headers={"User-Agent": f"notifier/{__version__}"},
-        )
+        self._session: aiohttp.ClientSession | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -184,7 +217,7 @@ class WebhookChannel:
             status, response_headers = await self._post(
                 self._targets[name], body, headers, endpoint.timeout_seconds
             )
-        except (httpx.HTTPError, OSError, netguard.AddressRefused) as exc:
+        except (aiohttp.ClientError, OSError, netguard.AddressRefused) as exc:
             raise classify_exception(exc, endpoint=name) from exc
         finally:
             self._in_flight -= 1
@@ -202,36 +235,48 @@ class WebhookChannel:
             return
         self._closed = True
         await self._idle.wait()
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._settings.concurrency,
+                resolver=_GuardedResolver(
+                    self._resolver, allow_private=self._settings.allow_private_networks
+                ),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": f"notifier/{__version__}"},
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # receivers' cookies are never sent back
+                auto_decompress=False,  # the body is only drained, never read as content
+            )
+        return self._session
 
     async def _post(
         self, target: _Target, body: bytes, headers: dict[str, str], seconds: float
-    ) -> tuple[int, httpx.Headers]:
-        request = self._client.build_request(
-            "POST", target.url, content=body, headers=headers, timeout=httpx.Timeout(seconds)
-        )
-        # One deadline for the address check and the request up to the response headers; the
-        # per-phase httpx timeouts alone would let a slow receiver take several times longer.
-        async with asyncio.timeout(seconds):
-            await netguard.check_host(
-                target.host,
-                target.port,
-                allow_private=self._settings.allow_private_networks,
-                resolver=self._resolver,
+    ) -> tuple[int, CIMultiDictProxy[str]]:
+        if target.literal:  # names are checked by the resolver; literals never reach it
+            netguard.check_address(
+                target.host, allow_private=self._settings.allow_private_networks
             )
-            response = await self._client.send(request, stream=True)
-        try:
-            # The status decides the outcome; reading a little of the body only lets the
-            # connection be reused, so its failures do not matter.
-            with contextlib.suppress(httpx.HTTPError, TimeoutError):
-                async with asyncio.timeout(seconds):
-                    if _small(response):
-                        await response.aread()  # one read, as a plain request would
-                    else:
-                        await _drain(response)
-        finally:
-            await response.aclose()
-        return response.status_code, response.headers
+        # One deadline for the lookup, the connection and the response headers.
+        timeout = aiohttp.ClientTimeout(total=seconds)
+        async with self._client().post(
+            target.url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+        ) as response:
+            if response.status == 204 or (
+                response.content_length is not None and response.content_length <= _READ_LIMIT
+            ):
+                # The status decides the outcome; reading a small body only lets the
+                # connection be reused (a large or unsized one is closed instead).
+                try:
+                    await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+            return response.status, response.headers
 
 
 def encode_body(message: OutgoingMessage, now: datetime) -> bytes:
@@ -352,7 +397,7 @@ def classify_response(
 
 
 def classify_exception(exc: BaseException, *, endpoint: str) -> DeliveryError:
-    """Map an httpx, socket or :mod:`notifier.netguard` error to a DeliveryError with a reason.
+    """Map an aiohttp, socket or :mod:`notifier.netguard` error to a DeliveryError with a reason.
 
     Timeouts are transient (``timeout``); connection and protocol failures transient
     (``server``); refused addresses and unusable URLs permanent (``client``).
@@ -370,25 +415,29 @@ def classify_exception(exc: BaseException, *, endpoint: str) -> DeliveryError:
             f"{where} resolves to a refused address ({exc.category}: {exc.address}); {hint}",
             reason=Reason.CLIENT,
         )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        connecting = isinstance(exc, httpx.ConnectTimeout)
+    if isinstance(exc, TimeoutError):
+        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
         what = "did not accept a connection" if connecting else "did not answer"
         return TransientDeliveryError(
             f"{where} {what} in time; it will be retried (check the receiver, or raise "
             f"{setting}.timeout_seconds)",
             reason=Reason.TIMEOUT,
         )
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL):
         return PermanentDeliveryError(
             f"{where} has an unusable URL; check {setting}.url", reason=Reason.CLIENT
         )
-    if isinstance(exc, httpx.ConnectError | OSError):
-        return TransientDeliveryError(_connect_problem(exc, where, setting), reason=Reason.SERVER)
-    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransientDeliveryError(
+            _connect_problem(exc.os_error, where, setting), reason=Reason.SERVER
+        )
+    if isinstance(exc, aiohttp.ClientError):
         return TransientDeliveryError(
             f"{where} broke off the exchange ({type(exc).__name__}); it will be retried",
             reason=Reason.SERVER,
         )
+    if isinstance(exc, OSError):
+        return TransientDeliveryError(_connect_problem(exc, where, setting), reason=Reason.SERVER)
     return PermanentDeliveryError(
         f"request to {where} failed ({type(exc).__name__}); check {setting}",
         reason=Reason.OTHER,
@@ -455,37 +504,27 @@ def _status_text(status: int) -> str:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    # httpx.Headers is case-insensitive already; a plain dict (tests, other callers) is not.
+    # aiohttp's headers are case-insensitive already; a plain dict (tests, other callers) is not.
     value = headers.get(name)
     if value is not None:
         return value
     return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
-def _small(response: httpx.Response) -> bool:
-    """Whether the response says its body is empty or small enough to read whole."""
-    if response.status_code == 204:
-        return True
-    length = response.headers.get("content-length")
-    return length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT
-
-
-async def _drain(response: httpx.Response) -> None:
-    received = 0
-    async for chunk in response.aiter_raw():
-        received += len(chunk)
-        if received > _DRAIN_LIMIT:
-            return
-
-
 def _target(name: str, url: str) -> _Target:
     try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        parsed = URL(url)
+        host = parsed.host
+        port = parsed.port
+    except ValueError:
+        parsed, host, port = None, None, None
+    if parsed is None or parsed.scheme not in ("http", "https") or not host or port is None:
         raise ConfigError(
             f"webhooks.endpoints.{name}.url is not an http(s) URL with a host; fix it"
         )
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return _Target(url=parsed, host=parsed.host, port=port)
+    literal = host.strip("[]")
+    try:
+        ipaddress.ip_address(literal)
+    except ValueError:
+        return _Target(url=parsed, host=host, port=port, literal=False)
+    return _Target(url=parsed, host=literal, port=port, literal=True)
