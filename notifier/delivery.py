@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -56,6 +57,32 @@ async def send_with_retry(
     Raises the last :class:`~notifier.errors.DeliveryError` unchanged, so the caller sees its
     reason and retriability.
     """
+    started = time.monotonic()
+    try:
+        # The first attempt runs without tenacity's machinery: almost every send succeeds at
+        # once, and building the retry state cost more than the rest of a send's bookkeeping.
+        return await channel.send(message)
+    except DeliveryError as exc:
+        first: DeliveryError = exc
+    # Tenacity takes over as if it had made the first attempt itself: that attempt "fails"
+    # with the error already seen, so waits, attempt numbers and the deadline (what is left
+    # of it) are exactly what they would have been.
+    left = deadline_seconds - (time.monotonic() - started)
+    return await _retry(
+        channel, message, first, attempts, left, initial_backoff, max_backoff, sleep
+    )
+
+
+async def _retry(
+    channel: Channel,
+    message: OutgoingMessage,
+    first: DeliveryError,
+    attempts: int,
+    deadline_seconds: float,
+    initial_backoff: float,
+    max_backoff: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> str:
     log = _log.bind(notification_id=message.notification_id, channel=channel.name)
 
     def before_sleep(state: RetryCallState) -> None:
@@ -93,6 +120,8 @@ async def send_with_retry(
         async for attempt in retrying:
             tried = attempt.retry_state.attempt_number
             with attempt:
+                if tried == 1:
+                    raise first
                 return await channel.send(message)
     except NotifierError as exc:
         log.warning(

@@ -58,6 +58,7 @@ permanent. See :func:`classify_response` and :func:`classify_exception`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -179,6 +180,12 @@ class WebhookChannel:
         self._resolver: netguard.Resolver = resolver or netguard.resolve
         self._targets = {name: _target(name, ep.url) for name, ep in settings.endpoints.items()}
         self._session: aiohttp.ClientSession | None = None
+        # An IP literal's verdict never changes: judged once, not on every send.
+        self._literal_refusals = {
+            t.host: _refusal(t.host, settings.allow_private_networks)
+            for t in self._targets.values()
+            if t.literal
+        }
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -259,9 +266,9 @@ class WebhookChannel:
         self, target: _Target, body: bytes, headers: dict[str, str], seconds: float
     ) -> tuple[int, CIMultiDictProxy[str]]:
         if target.literal:  # names are checked by the resolver; literals never reach it
-            netguard.check_address(
-                target.host, allow_private=self._settings.allow_private_networks
-            )
+            refused = self._literal_refusals.get(target.host)
+            if refused is not None:
+                raise netguard.AddressRefused(target.host, refused)
         # One deadline for the lookup, the connection and the response headers.
         timeout = aiohttp.ClientTimeout(total=seconds)
         async with self._client().post(
@@ -272,10 +279,8 @@ class WebhookChannel:
             ):
                 # The status decides the outcome; reading a small body only lets the
                 # connection be reused (a large or unsized one is closed instead).
-                try:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     await response.read()
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
             return response.status, response.headers
 
 
@@ -509,6 +514,14 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     if value is not None:
         return value
     return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def _refusal(address: str, allow_private: bool) -> netguard.Category | None:
+    try:
+        netguard.check_address(address, allow_private=allow_private)
+    except netguard.AddressRefused as exc:
+        return exc.category
+    return None
 
 
 def _target(name: str, url: str) -> _Target:
