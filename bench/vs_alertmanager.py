@@ -56,7 +56,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from delivery import SAMPLE, SECRET, stop
 from delivery import config as delivery_config
-from pipeline import DRIVER_CPU, ENGINE_CPU, PARTITIONS, write_config
+from pipeline import DRIVER_CPU, ENGINE_CPU, PARTITIONS, committed, write_config
 
 from notifier.broker import EmbeddedBroker, ensure_topics, free_port, records_for
 from notifier.channels.webhook import verify
@@ -379,6 +379,7 @@ async def alertmanager_phase(
         "wall_s": report["last_new"] - start,
         "cpu_s": cpu,
         "publish_s": published - start,
+        "first_delivery_s": report["first"] - start,
         "requests": report["requests"],
         "duplicates": report["duplicates"],
     }
@@ -440,6 +441,14 @@ async def produce(
     await asyncio.gather(*futures)
 
 
+async def watch_ingest(db: Path, offsets: int, since: float) -> float:
+    """Seconds from ``since`` until the engine's store holds ``offsets`` committed offsets
+    (every event consumed, correlated, routed and its notifications written)."""
+    while sum(committed(db).values()) < offsets:
+        await asyncio.sleep(POLL)
+    return time.time() - since
+
+
 def store_notifications(db: Path) -> dict[str, int]:
     """Notifications in the engine's store, per ``kind/channel/status``."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
@@ -470,6 +479,7 @@ async def notifier_phase(
         )
         await producer.start()
         proc: subprocess.Popen[bytes] | None = None
+        ingest: asyncio.Future[float] | None = None
         try:
             proc = start_pinned(
                 [sys.executable, "-m", "notifier", "--config", str(cfg), "run"],
@@ -484,14 +494,18 @@ async def notifier_phase(
             cpu_before = cpu_seconds(proc.pid)
             broker_before = cpu_seconds(broker_pid)
             start = time.time()
+            ingest = asyncio.ensure_future(watch_ingest(tmp / "bench.db", count + 1, start))
             await produce(producer, topic, records)
             published = time.time()
             done = await wait_delivered(http, rport, "notifier", count, proc, deadline_for(count))
             cpu = cpu_seconds(proc.pid) - cpu_before
             broker_cpu = cpu_seconds(broker_pid) - broker_before
+            ingested = await asyncio.wait_for(ingest, 30)
             await asyncio.sleep(SETTLE)  # anything beyond one webhook per alert shows up now
             report = await stats(http, rport, "notifier")
         finally:
+            if ingest is not None:
+                ingest.cancel()
             if proc is not None:
                 stop(proc)
             await producer.stop()
@@ -508,6 +522,8 @@ async def notifier_phase(
         "cpu_s": cpu,
         "broker_cpu_s": broker_cpu,
         "publish_s": published - start,
+        "ingest_s": ingested,
+        "first_delivery_s": done["first"] - start,
         "requests": report["requests"],
         "duplicates": report["duplicates"],
     }
@@ -546,11 +562,13 @@ def summary(r: dict[str, float], count: int) -> str:
     """Lines for one run's (or the medians') figures."""
     am_wall, nf_wall = r["alertmanager_wall_s"], r["notifier_wall_s"]
     return (
-        f"  alertmanager: {am_wall:.2f} s wall ({count / am_wall:,.0f} alerts/s; publish "
-        f"{r['alertmanager_publish_s']:.2f} s), {r['alertmanager_cpu_s']:.2f} s CPU\n"
-        f"  notifier:     {nf_wall:.2f} s wall ({count / nf_wall:,.0f} alerts/s; publish "
-        f"{r['notifier_publish_s']:.2f} s), {r['notifier_cpu_s']:.2f} s CPU "
-        f"(+ broker {r['notifier_broker_cpu_s']:.2f} s)\n"
+        f"  alertmanager: {am_wall:.2f} s wall ({count / am_wall:,.0f} alerts/s; published "
+        f"by {r['alertmanager_publish_s']:.2f} s, first delivery at "
+        f"{r['alertmanager_first_delivery_s']:.2f} s), {r['alertmanager_cpu_s']:.2f} s CPU\n"
+        f"  notifier:     {nf_wall:.2f} s wall ({count / nf_wall:,.0f} alerts/s; published "
+        f"by {r['notifier_publish_s']:.2f} s, first delivery at "
+        f"{r['notifier_first_delivery_s']:.2f} s, all ingested by {r['notifier_ingest_s']:.2f} "
+        f"s), {r['notifier_cpu_s']:.2f} s CPU (+ broker {r['notifier_broker_cpu_s']:.2f} s)\n"
         f"  notifier/alertmanager: wall {r['wall_ratio']:.2f}x, CPU {r['cpu_ratio']:.2f}x"
     )
 
