@@ -25,6 +25,7 @@ from notifier.channels.webhook import WebhookChannel
 from notifier.clock import Clock, SystemClock
 from notifier.directory import ChannelKind, Directory
 from notifier.errors import ConfigError
+from notifier.holdkeeper import HoldKeeper
 from notifier.i18n import Catalogs
 from notifier.ingest import Ingestor
 from notifier.intents import split_kind
@@ -167,6 +168,13 @@ class Engine:
         self.scheduler = Scheduler(
             self.db, config.directory, s.delivery, self.clock, self.dispatcher.wake
         )
+        self.holdkeeper = HoldKeeper(
+            self.db,
+            config.router.config.inhibit_rules,
+            self.clock,
+            on_change=lambda _: self._wake_workers(),
+            max_sleep=s.delivery.poll_interval_seconds * 30,
+        )
         self.ingestor = Ingestor(s.kafka, processor, self.db, self.clock, self._after_batch)
         self.publisher = Publisher(s.kafka.bootstrap_servers, s.kafka.topic)
         self.http: HttpServer | None = None
@@ -188,6 +196,10 @@ class Engine:
         )
 
     def _wake(self) -> None:
+        self._wake_workers()
+        self.holdkeeper.wake()
+
+    def _wake_workers(self) -> None:
         self.dispatcher.wake()
         self.scheduler.wake()
 
@@ -262,6 +274,7 @@ class Engine:
         if deliver:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop), name="deliver"))
             tasks.append(asyncio.create_task(self.scheduler.run(stop), name="timers"))
+            tasks.append(asyncio.create_task(self.holdkeeper.run(stop), name="holds"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

@@ -139,12 +139,14 @@ class Person(BaseModel):
 
 
 class Permissions(BaseModel):
-    """Which roles may act on alerts (acknowledge, resolve) from any channel."""
+    """Which roles may act on alerts (acknowledge, resolve) from any channel, and manage
+    silences (create and expire them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     acknowledge: tuple[str, ...] = ()
     resolve: tuple[str, ...] = ()
+    silence: tuple[str, ...] = ()
 
 
 class DirectoryFile(BaseModel):
@@ -231,6 +233,7 @@ class Directory:
         allowed = {
             Verb.ACKNOWLEDGE: self.permissions.acknowledge,
             Verb.RESOLVE: self.permissions.resolve,
+            Verb.SILENCE: self.permissions.silence,
         }[verb]
         return person is not None and any(role in allowed for role in person.roles)
 

@@ -34,6 +34,7 @@ class Verb(StrEnum):
 
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
+    SILENCE = "silence"  # create and expire silences (not an action on one alert)
 
 
 class TransitionRefused(NotifierError):
@@ -78,6 +79,8 @@ def decide(status: str, action: Action) -> Outcome:
                 "the alert is already resolved; there is nothing to acknowledge"
             )
         return Outcome(before, Status.ACKNOWLEDGED, changed=True)
+    if action.verb is not Verb.RESOLVE:
+        raise TransitionRefused(f"{action.verb.value!r} is not something done to one alert")
     if before is Status.RESOLVED:
         return Outcome(before, before, changed=False)
     return Outcome(before, Status.RESOLVED, changed=True)

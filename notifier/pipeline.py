@@ -30,6 +30,7 @@ from notifier.store.batch import (
     write_batch,
 )
 from notifier.store.followups import paged
+from notifier.store.holds import hold_batch
 from notifier.store.offsets import fence_offsets
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,7 @@ class BatchOutcome:
     notifications: int
     stale: bool = False
     timers: int = 0
+    held: int = 0
 
 
 class BatchProcessor:
@@ -173,6 +175,9 @@ class BatchProcessor:
                     stored_offsets=stored,
                     now=now,
                 )
+                held = hold_batch(
+                    conn, correlation.transitions, now, self._router.config.inhibit_rules
+                )
         except StaleOffsetsError as exc:
             log.warning("batch.stale", detail=str(exc))
             return BatchOutcome(0, 0, 0, 0, stale=True)
@@ -195,6 +200,7 @@ class BatchProcessor:
             accepted=len(correlation.records),
             duplicates=correlation.duplicates,
             rejected=len(decoded.refused),
-            notifications=len(intents),
-            timers=len(scheduled),
+            notifications=len(intents) + held.notifications_released,
+            timers=len(scheduled) + held.timers_released,
+            held=held.held,
         )

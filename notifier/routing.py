@@ -11,7 +11,6 @@ event's ``confidential`` section reach only recipients whose level is ``confiden
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import partial
@@ -31,6 +30,8 @@ from notifier.escalation import (
     freeze,
 )
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
+from notifier.inhibition import InhibitRule
+from notifier.matchers import MatcherField
 from notifier.settings import format_validation_error, read_yaml
 
 
@@ -49,65 +50,16 @@ class Clearance(StrEnum):
 
 _CLEARANCE_ORDER = (Clearance.PUBLIC, Clearance.RESTRICTED, Clearance.CONFIDENTIAL)
 
-# A bare (unquoted) value may not contain '"': 'network="mainnet' is a typo, not a value.
-_MATCHER = re.compile(
-    r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))\s*$'
-)
-# OpenMetrics escapes inside a quoted value, as Alertmanager reads them: \" \\ \n. Any other
-# backslash is literal, so a regex's \. keeps its meaning.
-_ESCAPE = re.compile(r'\\(["\\n])')
-
-
-def _unescape(quoted: str) -> str:
-    return _ESCAPE.sub(lambda m: "\n" if m[1] == "n" else m[1], quoted)
-
-
-@dataclass(frozen=True, slots=True)
-class LabelMatcher:
-    """One label condition, as Alertmanager writes it: ``team=~"valid.*"``."""
-
-    name: str
-    op: str
-    value: str
-    pattern: re.Pattern[str] | None
-
-    @classmethod
-    def parse(cls, text: str) -> LabelMatcher:
-        """Parse ``name<op>"value"``; ValueError says what is wrong with the text."""
-        m = _MATCHER.match(text)
-        if m is None:
-            raise ValueError(f'bad label matcher {text!r}: expected name="value", !=, =~ or !~')
-        name, op, quoted, bare = m.groups()
-        value = _unescape(quoted) if quoted is not None else bare
-        pattern = None
-        if op in ("=~", "!~"):
-            try:
-                pattern = re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"bad regex in matcher {text!r}: {exc}") from None
-        return cls(name, op, value, pattern)
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        """Tell whether the labels satisfy this matcher (a missing label reads as "")."""
-        actual = labels.get(self.name, "")
-        if self.pattern is not None:
-            found = self.pattern.fullmatch(actual) is not None
-            return found if self.op == "=~" else not found
-        return (actual == self.value) if self.op == "=" else (actual != self.value)
-
-    def __str__(self) -> str:
-        return f'{self.name}{self.op}"{self.value}"'
-
 
 class Match(BaseModel):
     """What a rule matches; an empty list matches anything."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     types: tuple[str, ...] = ()
     severity: tuple[Severity, ...] = ()
     risk: tuple[Risk, ...] = ()
-    labels: tuple[LabelMatcher, ...] = ()
+    labels: tuple[MatcherField, ...] = ()
 
     @field_validator("types")
     @classmethod
@@ -119,10 +71,10 @@ class Match(BaseModel):
 
     @field_validator("labels", mode="before")
     @classmethod
-    def _parse_matchers(cls, raw: object) -> tuple[LabelMatcher, ...]:
+    def _listed(cls, raw: object) -> object:
         if not isinstance(raw, list | tuple):
             raise ValueError("labels must be a list of matchers such as 'network=\"mainnet\"'")
-        return tuple(m if isinstance(m, LabelMatcher) else LabelMatcher.parse(str(m)) for m in raw)
+        return raw
 
     def mismatch(self, event: Event) -> str | None:
         """Return why the event does not match, or None when it does."""
@@ -190,9 +142,14 @@ class RoutingConfig(BaseModel):
     tiers: dict[str, Tier] = Field(min_length=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
     escalation_policies: dict[str, EscalationPolicy] = Field(default_factory=dict)
+    inhibit_rules: tuple[InhibitRule, ...] = ()
 
     @model_validator(mode="after")
     def _names_exist(self) -> RoutingConfig:
+        names = [r.name for r in self.inhibit_rules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"inhibit rule names must be unique; repeated: {', '.join(twice)}")
         for rule in self.rules:
             for tier in rule.tiers:
                 if tier not in self.tiers:

@@ -86,6 +86,8 @@ def paged(
         .where(
             notifications.c.alert_id.in_({a for a, _ in occurrences}),
             escalated if escalated_only else or_(notifications.c.kind == "firing", escalated),
+            # Held or suppressed pages (silences, inhibition) never reached anyone.
+            notifications.c.status.not_in(("held", "suppressed")),
         )
         .order_by(notifications.c.created_at, notifications.c.id)
     )

@@ -267,3 +267,53 @@ used_links = Table(
     Column("person_id", String(64), nullable=False),
     Column("used_at", UTCDateTime, nullable=False),
 )
+
+# Silences and maintenance windows: alerts whose labels match every matcher between
+# starts_at and ends_at are tracked but not notified. Expiring one early sets expired_at.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("matchers", JSON, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expired_at", UTCDateTime),
+    Column("expired_by", String(64)),
+)
+Index("ix_silences_ends_at", silences.c.ends_at)
+
+# Why an alert occurrence is not being notified (a silence, or an inhibiting alert), from
+# when, and how it ended: released (its notifications went out then) or lapsed (the alert
+# resolved while held, so nothing was ever sent).
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(32), nullable=False),
+    Column("occurrence", Integer, nullable=False),
+    Column("cause", String(16), nullable=False),
+    Column("cause_id", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("held_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("outcome", String(16)),
+)
+Index("ix_holds_alert_id", holds.c.alert_id, holds.c.occurrence)
+Index("ix_holds_open", holds.c.ended_at, holds.c.cause)
+
+# Append-only record of what people did: silences created and expired (and, later, template
+# edits, approvals and sign-ins). Never updated or deleted by the engine.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("details", JSON),
+)
+Index("ix_audit_log_at", audit_log.c.at)

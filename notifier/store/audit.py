@@ -1,0 +1,46 @@
+"""The audit log: who did what, when. Append-only: the engine inserts and never changes rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from notifier.store.schema import audit_log
+
+__all__ = ["entries", "record"]
+
+
+def record(
+    conn: Connection,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one entry (inside the transaction that made the change it records)."""
+    conn.execute(
+        insert(audit_log).values(
+            at=at,
+            actor=actor[:64],
+            action=action[:64],
+            subject=subject[:128],
+            details=dict(details) if details is not None else None,
+        )
+    )
+
+
+def entries(
+    conn: Connection, *, action: str | None = None, subject: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The newest entries first, optionally only one action (prefix, e.g. ``silence.``) or
+    one subject."""
+    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    if action is not None:
+        query = query.where(audit_log.c.action.startswith(action, autoescape=True))
+    if subject is not None:
+        query = query.where(audit_log.c.subject == subject)
+    return [dict(row) for row in conn.execute(query).mappings()]

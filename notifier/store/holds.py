@@ -1,0 +1,411 @@
+"""Holding alerts that silences or inhibition cover, and releasing them when that ends.
+
+A held alert occurrence keeps its notifications in the outbox with status ``held`` (the
+reason in ``error_reason``: ``silenced`` or ``inhibited``, the explanation in
+``last_error``) and its timers in state ``held``, so nothing is sent and its escalation does
+not advance. A row in ``holds`` says why and since when. When the cause ends:
+
+- the alert still fires → **released**: its held notifications become pending (sent now),
+  its timers pending again with the delay they had left when they were held;
+- it resolved meanwhile → **lapsed**: nothing was sent, and nothing will be (the resolve
+  notifications are suppressed too: nobody heard of the alert, so nobody needs its end);
+- another silence or inhibiting alert covers it → **moved** to that cause.
+
+Every function runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, insert, select, update
+
+from notifier.correlate import Effect, Transition
+from notifier.events import ALERT_TYPE
+from notifier.inhibition import FiringAlert, InhibitRule, inhibitor
+from notifier.matchers import Op, parse
+from notifier.silences import Silence, alert_labels, covering
+from notifier.store.schema import alert_timeline, alerts, holds, notifications, silences, timers
+
+__all__ = [
+    "Cause",
+    "HoldOutcome",
+    "firing_alerts",
+    "hold_batch",
+    "judge",
+    "load_silences",
+    "open_holds",
+    "reconsider",
+    "silence_from_row",
+]
+
+SILENCE = "silence"
+INHIBITION = "inhibition"
+_REASON = {SILENCE: "silenced", INHIBITION: "inhibited"}
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """Why an alert is held: a silence, or an inhibiting alert under a rule."""
+
+    kind: str  # SILENCE or INHIBITION
+    id: str  # the silence id, or the inhibiting alert's id
+    detail: str  # one line for people: which silence or alert, and why
+
+    @property
+    def reason(self) -> str:
+        """The notifications' ``error_reason``: ``silenced`` or ``inhibited``."""
+        return _REASON[self.kind]
+
+
+@dataclass
+class HoldOutcome:
+    """What holding and releasing did, for logs, metrics and waking the workers."""
+
+    held: int = 0
+    released: int = 0
+    lapsed: int = 0
+    notifications_released: int = 0
+    timers_released: int = 0
+    suppressed: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: HoldOutcome) -> None:
+        """Fold ``other`` into this outcome."""
+        self.held += other.held
+        self.released += other.released
+        self.lapsed += other.lapsed
+        self.notifications_released += other.notifications_released
+        self.timers_released += other.timers_released
+        self.suppressed += other.suppressed
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+
+def silence_from_row(row: RowMapping) -> Silence:
+    """A :class:`Silence` from a ``silences`` row."""
+    return Silence(
+        id=row["id"],
+        matchers=tuple(parse(m) for m in row["matchers"]),
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        created_by=row["created_by"],
+        comment=row["comment"],
+        created_at=row["created_at"],
+        expired_at=row["expired_at"],
+        expired_by=row["expired_by"],
+    )
+
+
+def load_silences(conn: Connection, now: datetime) -> list[Silence]:
+    """Silences not yet over at ``now`` (active and pending)."""
+    rows = conn.execute(
+        select(silences).where(silences.c.ends_at > now, silences.c.expired_at.is_(None))
+    ).mappings()
+    return [silence_from_row(r) for r in rows]
+
+
+def firing_alerts(conn: Connection, rules: Sequence[InhibitRule]) -> list[FiringAlert]:
+    """Firing alerts that could inhibit others under ``rules`` (none without rules).
+
+    When every rule names its sources' ``alertname`` exactly, only alerts of those names are
+    read; otherwise every firing alert is.
+    """
+    if not rules:
+        return []
+    names: set[str] | None = set()
+    for rule in rules:
+        exact = [m.value for m in rule.source_matchers if m.name == "alertname" and m.op is Op.EQ]
+        if not exact or names is None:
+            names = None
+        else:
+            names.add(exact[0])
+    query = select(alerts.c.id, alerts.c.name, alerts.c.severity, alerts.c.labels).where(
+        alerts.c.status == "firing", alerts.c.kind == "alert"
+    )
+    if names is not None:
+        query = query.where(alerts.c.name.in_(sorted(names)))
+    return [
+        FiringAlert(alert_id, alert_labels(name, severity, labels or {}))
+        for alert_id, name, severity, labels in conn.execute(query)
+    ]
+
+
+def judge(
+    alert_id: str,
+    labels: Mapping[str, str],
+    now: datetime,
+    active: Iterable[Silence],
+    rules: Sequence[InhibitRule],
+    firing: Sequence[FiringAlert],
+) -> Cause | None:
+    """Why an alert with ``labels`` must be held at ``now``, or None: silences first."""
+    silence = covering(active, labels, now)
+    if silence is not None:
+        return Cause(SILENCE, silence.id, silence.describe())
+    found = inhibitor(rules, alert_id, labels, firing)
+    if found is not None:
+        rule, source = found
+        name = source.labels.get("alertname", "?")
+        return Cause(
+            INHIBITION,
+            source.id,
+            f"inhibited by firing alert {name} ({source.id}) under rule {rule.name}",
+        )
+    return None
+
+
+def open_holds(conn: Connection, alert_ids: Iterable[str]) -> dict[tuple[str, int], Cause]:
+    """The open holds of these alerts, by (alert id, occurrence)."""
+    found: dict[tuple[str, int], Cause] = {}
+    ids = sorted(set(alert_ids))
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(
+                holds.c.alert_id,
+                holds.c.occurrence,
+                holds.c.cause,
+                holds.c.cause_id,
+                holds.c.detail,
+            ).where(holds.c.alert_id.in_(ids[start : start + 500]), holds.c.ended_at.is_(None))
+        )
+        for alert_id, occurrence, cause, cause_id, detail in rows:
+            found[(alert_id, occurrence)] = Cause(cause, cause_id, detail)
+    return found
+
+
+def hold(conn: Connection, alert_id: str, occurrence: int, cause: Cause, now: datetime) -> int:
+    """Hold an occurrence: its pending notifications and timers wait; returns how many
+    notifications were held."""
+    conn.execute(
+        insert(holds).values(
+            alert_id=alert_id,
+            occurrence=occurrence,
+            cause=cause.kind,
+            cause_id=cause.id,
+            detail=cause.detail,
+            held_at=now,
+        )
+    )
+    held = conn.execute(
+        update(notifications)
+        .where(
+            notifications.c.alert_id == alert_id,
+            notifications.c.occurrence == occurrence,
+            notifications.c.status == "pending",
+        )
+        .values(status="held", error_reason=cause.reason, last_error=cause.detail)
+    ).rowcount
+    conn.execute(
+        update(timers)
+        .where(
+            timers.c.alert_id == alert_id,
+            timers.c.occurrence == occurrence,
+            timers.c.state == "pending",
+        )
+        .values(state="held")
+    )
+    _timeline(conn, alert_id, occurrence, now, cause.reason, cause.id, cause.detail)
+    return max(held, 0)
+
+
+def hold_batch(
+    conn: Connection,
+    transitions: Sequence[Transition],
+    now: datetime,
+    rules: Sequence[InhibitRule],
+) -> HoldOutcome:
+    """After a batch's writes: hold its newly firing alerts that a silence or an inhibiting
+    alert covers, settle the held ones it resolves, and reconsider what the alerts it
+    resolves were inhibiting."""
+    outcome = HoldOutcome()
+    alerts_only = [t for t in transitions if t.event.type == ALERT_TYPE]
+    firing = [t for t in alerts_only if t.effect is Effect.FIRING]
+    resolved = [t for t in alerts_only if t.effect is Effect.RESOLVED]
+    if firing:
+        active = load_silences(conn, now)
+        sources = firing_alerts(conn, rules) if rules else []
+        if active or sources:
+            for t in firing:
+                labels = alert_labels(
+                    t.event.labels.get("alertname", ""), t.event.severity.value, t.event.labels
+                )
+                cause = judge(t.alert.id, labels, now, active, rules, sources)
+                if cause is not None:
+                    hold(conn, t.alert.id, t.alert.occurrence, cause, now)
+                    outcome.held += 1
+                    outcome.reasons[cause.reason] = outcome.reasons.get(cause.reason, 0) + 1
+    if resolved:
+        held = open_holds(conn, (t.alert.id for t in resolved))
+        for t in resolved:
+            key = (t.alert.id, t.alert.occurrence)
+            if key in held:
+                outcome.suppressed += _lapse(conn, *key, now)
+                outcome.lapsed += 1
+        if rules:
+            inhibited = conn.execute(
+                select(holds.c.id, holds.c.alert_id, holds.c.occurrence, holds.c.held_at).where(
+                    holds.c.ended_at.is_(None),
+                    holds.c.cause == INHIBITION,
+                    holds.c.cause_id.in_(sorted({t.alert.id for t in resolved})),
+                )
+            ).all()
+            if inhibited:
+                outcome.add(reconsider(conn, [tuple(r) for r in inhibited], now, rules))
+    return outcome
+
+
+def reconsider(
+    conn: Connection,
+    open_rows: Sequence[tuple[Any, ...]],
+    now: datetime,
+    rules: Sequence[InhibitRule],
+) -> HoldOutcome:
+    """Judge open holds again (``(hold id, alert id, occurrence, held_at)`` rows) whose
+    cause may have ended: release, lapse, or move each to what covers it now."""
+    outcome = HoldOutcome()
+    if not open_rows:
+        return outcome
+    active = load_silences(conn, now)
+    sources = firing_alerts(conn, rules)
+    ids = sorted({r[1] for r in open_rows})
+    state: dict[str, tuple[str, int, dict[str, str]]] = {}
+    for start in range(0, len(ids), 500):
+        for alert_id, status, occurrence, name, severity, labels in conn.execute(
+            select(
+                alerts.c.id,
+                alerts.c.status,
+                alerts.c.occurrence,
+                alerts.c.name,
+                alerts.c.severity,
+                alerts.c.labels,
+            ).where(alerts.c.id.in_(ids[start : start + 500]))
+        ):
+            state[alert_id] = (status, occurrence, alert_labels(name, severity, labels or {}))
+    for hold_id, alert_id, occurrence, held_at in open_rows:
+        status, current, labels = state.get(alert_id, ("gone", -1, {}))
+        if status != "firing" or current != occurrence:
+            outcome.suppressed += _lapse(conn, alert_id, occurrence, now)
+            outcome.lapsed += 1
+            continue
+        cause = judge(alert_id, labels, now, active, rules, sources)
+        if cause is not None:
+            _end(conn, hold_id, now, "moved")
+            conn.execute(
+                insert(holds).values(
+                    alert_id=alert_id,
+                    occurrence=occurrence,
+                    cause=cause.kind,
+                    cause_id=cause.id,
+                    detail=cause.detail,
+                    held_at=held_at,  # held since the first cause: timers keep their delay
+                )
+            )
+            conn.execute(
+                update(notifications)
+                .where(
+                    notifications.c.alert_id == alert_id,
+                    notifications.c.occurrence == occurrence,
+                    notifications.c.status == "held",
+                )
+                .values(error_reason=cause.reason, last_error=cause.detail)
+            )
+            continue
+        notes, due = _release(conn, alert_id, occurrence, held_at, now)
+        _end(conn, hold_id, now, "released")
+        _timeline(conn, alert_id, occurrence, now, "released", "notifier", None)
+        outcome.released += 1
+        outcome.notifications_released += notes
+        outcome.timers_released += due
+    return outcome
+
+
+def _release(
+    conn: Connection, alert_id: str, occurrence: int, held_at: datetime, now: datetime
+) -> tuple[int, int]:
+    released = conn.execute(
+        update(notifications)
+        .where(
+            notifications.c.alert_id == alert_id,
+            notifications.c.occurrence == occurrence,
+            notifications.c.status == "held",
+        )
+        .values(status="pending", next_attempt_at=now, error_reason=None, last_error=None)
+    ).rowcount
+    held_timers = conn.execute(
+        select(timers.c.id, timers.c.due_at).where(
+            timers.c.alert_id == alert_id,
+            timers.c.occurrence == occurrence,
+            timers.c.state == "held",
+        )
+    ).all()
+    for timer_id, due_at in held_timers:
+        # The delay it had left when it was held, counted from now.
+        left = max(due_at - held_at, timedelta(0))
+        conn.execute(
+            update(timers).where(timers.c.id == timer_id).values(state="pending", due_at=now + left)
+        )
+    return max(released, 0), len(held_timers)
+
+
+def _lapse(conn: Connection, alert_id: str, occurrence: int, now: datetime) -> int:
+    """The occurrence ended while held: nothing of it is ever sent."""
+    suppressed = conn.execute(
+        update(notifications)
+        .where(
+            notifications.c.alert_id == alert_id,
+            notifications.c.occurrence == occurrence,
+            notifications.c.status.in_(("held", "pending")),
+        )
+        .values(status="suppressed", last_error="the alert resolved while held")
+    ).rowcount
+    conn.execute(
+        update(timers)
+        .where(
+            timers.c.alert_id == alert_id,
+            timers.c.occurrence == occurrence,
+            timers.c.state == "held",
+        )
+        .values(state="done", fired_at=now, outcome="suppressed")
+    )
+    conn.execute(
+        update(holds)
+        .where(
+            and_(
+                holds.c.alert_id == alert_id,
+                holds.c.occurrence == occurrence,
+                holds.c.ended_at.is_(None),
+            )
+        )
+        .values(ended_at=now, outcome="lapsed")
+    )
+    return max(suppressed, 0)
+
+
+def _end(conn: Connection, hold_id: int, now: datetime, outcome: str) -> None:
+    conn.execute(update(holds).where(holds.c.id == hold_id).values(ended_at=now, outcome=outcome))
+
+
+def _timeline(
+    conn: Connection,
+    alert_id: str,
+    occurrence: int,
+    now: datetime,
+    kind: str,
+    actor: str,
+    note: str | None,
+) -> None:
+    conn.execute(
+        insert(alert_timeline).values(
+            alert_id=alert_id,
+            occurrence=occurrence,
+            at=now,
+            kind=kind,
+            actor=actor[:255],
+            channel="notifier",
+            note=note,
+        )
+    )

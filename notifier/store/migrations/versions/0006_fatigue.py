@@ -1,0 +1,63 @@
+"""Fatigue control: silences, holds (why an alert is not being notified), the audit log.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-22
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "silences",
+        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("matchers", sa.JSON(), nullable=False),
+        sa.Column("starts_at", sa.DateTime(), nullable=False),
+        sa.Column("ends_at", sa.DateTime(), nullable=False),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("expired_at", sa.DateTime(), nullable=True),
+        sa.Column("expired_by", sa.String(64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_silences"),
+    )
+    op.create_index("ix_silences_ends_at", "silences", ["ends_at"])
+    op.create_table(
+        "holds",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("alert_id", sa.String(32), nullable=False),
+        sa.Column("occurrence", sa.Integer(), nullable=False),
+        sa.Column("cause", sa.String(16), nullable=False),
+        sa.Column("cause_id", sa.String(64), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("held_at", sa.DateTime(), nullable=False),
+        sa.Column("ended_at", sa.DateTime(), nullable=True),
+        sa.Column("outcome", sa.String(16), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_holds"),
+    )
+    op.create_index("ix_holds_alert_id", "holds", ["alert_id", "occurrence"])
+    op.create_index("ix_holds_open", "holds", ["ended_at", "cause"])
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("actor", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("subject", sa.String(128), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+    )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"])
+
+
+def downgrade() -> None:
+    op.drop_table("audit_log")
+    op.drop_table("holds")
+    op.drop_table("silences")
