@@ -193,6 +193,7 @@ class Engine:
             broker_problem=lambda: broker_problem(s.kafka.bootstrap_servers),
             receipts=self.receipt_signer,
             on_change=self._wake,
+            inhibit_rules=self.config.router.config.inhibit_rules,
         )
 
     def _wake(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,15 +13,20 @@ import click
 from aiokafka.errors import KafkaConnectionError
 
 from notifier import __version__, i18n
-from notifier.app import Engine
+from notifier.app import Configuration, Engine
 from notifier.broker import publish, records_for, split_documents
 from notifier.cli_alerts import ack, alerts, tokens
 from notifier.cli_alerts import update as post_status_update
+from notifier.cli_silences import silence
 from notifier.cli_state import CliState, pass_state
 from notifier.decoding import decode_record
 from notifier.demo import run_demo
 from notifier.errors import ConfigError, RejectedInput
+from notifier.events import AlertData, Event
 from notifier.log import configure
+from notifier.silences import alert_labels
+from notifier.store import Database
+from notifier.store.holds import would_hold
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -186,6 +192,7 @@ def routes_test(state: CliState, event_file: BinaryIO, verbose: bool) -> None:
         recipients = config.router.route(event)
         if not recipients:
             click.echo("  nobody would be notified")
+        held = _held_now(config, event) if recipients else None
         for r in recipients:
             secret = (
                 "with confidential details"
@@ -196,6 +203,24 @@ def routes_test(state: CliState, event_file: BinaryIO, verbose: bool) -> None:
                 f"  → {r.person.name} <{r.contact.address}> tier={r.tier} "
                 f"template={r.template} locale={r.person.locale} ({secret})"
             )
+            click.echo(f"      {held or 'would be sent now'}")
+
+
+def _held_now(config: Configuration, event: Event) -> str | None:
+    """What would hold the event's alert now (silence, inhibition), read from the store;
+    None when nothing would, or the store has no silences yet."""
+    if not isinstance(event.data, AlertData):
+        return None  # policy notices are never held
+    db = Database(config.settings.store.url)
+    try:
+        if "silences" not in db.tables():
+            return None
+        labels = alert_labels(event.data.alertname, event.severity.value, event.labels)
+        with db.engine.connect() as conn:
+            cause = would_hold(conn, labels, datetime.now(UTC), config.router.config.inhibit_rules)
+    finally:
+        db.dispose()
+    return None if cause is None else f"held now ({cause.reason}): {cause.detail}"
 
 
 @cli.group()
@@ -292,3 +317,4 @@ cli.add_command(alerts)
 cli.add_command(ack)
 cli.add_command(tokens)
 cli.add_command(post_status_update)
+cli.add_command(silence)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from notifier import __version__
-from notifier.api import alerts, events, health, pages, receipts, slack
+from notifier.api import alerts, events, health, pages, receipts, silences, slack
 from notifier.api.deps import ApiContext
 
 
@@ -17,6 +17,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
         description="Incident notification engine: alerts, acknowledgments, event ingest.",
     )
     app.state.ctx = ctx
-    for module in (health, alerts, events, pages, receipts, slack):
+    for module in (health, alerts, silences, events, pages, receipts, slack):
         app.include_router(module.router)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from notifier.clock import Clock
 from notifier.directory import Directory
+from notifier.inhibition import InhibitRule
 from notifier.links import LinkSigner
 from notifier.settings import Settings
 from notifier.store import Database
@@ -33,3 +34,4 @@ class ApiContext:
     broker_problem: Ready
     receipts: LinkSigner | None = None
     on_change: Callable[[], None] = lambda: None
+    inhibit_rules: tuple[InhibitRule, ...] = ()

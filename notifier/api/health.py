@@ -92,6 +92,15 @@ class StoreCollector(Collector):
         for (channel, status), n in snap["notifications"].items():
             sent.add_metric([channel, status], n)
         yield sent
+        suppressed = GaugeMetricFamily(
+            "notifier_suppressed_notifications",
+            "Notifications not sent because a control held them (state held: may still go "
+            "out when the cause ends; suppressed: never will)",
+            labels=["reason", "state"],
+        )
+        for (reason, status), n in snap["suppressed"].items():
+            suppressed.add_metric([reason, status], n)
+        yield suppressed
         open_alerts = GaugeMetricFamily(
             "notifier_open_alerts", "Alerts not resolved", labels=["severity", "status"]
         )

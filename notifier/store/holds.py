@@ -40,6 +40,7 @@ __all__ = [
     "open_holds",
     "reconsider",
     "silence_from_row",
+    "would_hold",
 ]
 
 SILENCE = "silence"
@@ -156,6 +157,13 @@ def judge(
             f"inhibited by firing alert {name} ({source.id}) under rule {rule.name}",
         )
     return None
+
+
+def would_hold(
+    conn: Connection, labels: Mapping[str, str], now: datetime, rules: Sequence[InhibitRule]
+) -> Cause | None:
+    """What would hold a new alert with ``labels`` arriving at ``now`` (for explanations)."""
+    return judge("", labels, now, load_silences(conn, now), rules, firing_alerts(conn, rules))
 
 
 def open_holds(conn: Connection, alert_ids: Iterable[str]) -> dict[tuple[str, int], Cause]:
@@ -313,6 +321,8 @@ def reconsider(
                 )
                 .values(error_reason=cause.reason, last_error=cause.detail)
             )
+            outcome.held += 1
+            outcome.reasons[cause.reason] = outcome.reasons.get(cause.reason, 0) + 1
             continue
         notes, due = _release(conn, alert_id, occurrence, held_at, now)
         _end(conn, hold_id, now, "released")

@@ -12,6 +12,7 @@ from notifier.store.schema import (
     UTCDateTime,
     alerts,
     event_keys,
+    holds,
     notifications,
     rejections,
     timers,
@@ -110,12 +111,29 @@ def alert_detail(db: Database, ref: str) -> dict[str, Any]:
                     notifications.c.language,
                     notifications.c.sent_at,
                     notifications.c.error_reason,
+                    notifications.c.last_error,
                 )
                 .where(notifications.c.alert_id == alert_id)
                 .order_by(notifications.c.created_at, notifications.c.person_id)
             ).mappings()
         ]
         row["receipts"] = receipt_status(conn, alert_id, row["occurrence"])
+        row["holds"] = [
+            dict(h)
+            for h in conn.execute(
+                select(
+                    holds.c.occurrence,
+                    holds.c.cause,
+                    holds.c.cause_id,
+                    holds.c.detail,
+                    holds.c.held_at,
+                    holds.c.ended_at,
+                    holds.c.outcome,
+                )
+                .where(holds.c.alert_id == alert_id)
+                .order_by(holds.c.id)
+            ).mappings()
+        ]
     return row
 
 
@@ -148,6 +166,14 @@ def metrics_snapshot(db: Database) -> dict[str, Any]:
             )
         ).all()
         snap["time_to_ack"] = [(a - s).total_seconds() for s, a in acked if s is not None]
+        snap["suppressed"] = {
+            (reason or "other", status): n
+            for reason, status, n in conn.execute(
+                select(notifications.c.error_reason, notifications.c.status, func.count())
+                .where(notifications.c.status.in_(("held", "suppressed")))
+                .group_by(notifications.c.error_reason, notifications.c.status)
+            )
+        }
         earliest = func.min(timers.c.due_at)
         snap["earliest_due_timer"] = conn.execute(
             select(type_coerce(earliest, UTCDateTime())).where(timers.c.state == "pending")
