@@ -172,6 +172,7 @@ class Engine:
             self.db,
             config.router.config.inhibit_rules,
             self.clock,
+            flapping=config.router.config.flapping,
             on_change=lambda _: self._wake_workers(),
             max_sleep=s.delivery.poll_interval_seconds * 30,
         )

@@ -1,4 +1,5 @@
-"""The hold keeper: applies silences when they start and releases alerts when they end.
+"""The hold keeper: applies silences when they start and releases alerts when they end, and
+pages flapping alerts once they have settled.
 
 Silences created as active are applied at once, in the transaction that stores them (the API
 and the CLI do that). This worker covers time: a silence that starts later holds the alerts
@@ -15,10 +16,11 @@ from datetime import datetime
 import structlog
 
 from notifier.clock import Clock
+from notifier.flapping import FlapPolicy
 from notifier.inhibition import InhibitRule
 from notifier.silences import SilenceState
 from notifier.store import Database
-from notifier.store.holds import HoldOutcome, load_silences
+from notifier.store.holds import HoldOutcome, load_silences, release_quiet_flaps
 from notifier.store.silences import apply_silence, next_change, release_ended
 from notifier.worker import Wakeup, work_until_stopped
 
@@ -35,11 +37,13 @@ class HoldKeeper:
         db: Database,
         rules: Sequence[InhibitRule],
         clock: Clock,
+        flapping: FlapPolicy | None = None,
         on_change: Callable[[HoldOutcome], None] = lambda _: None,
         max_sleep: float = 60.0,
     ) -> None:
         self._db = db
         self._rules = tuple(rules)
+        self._flapping = flapping
         self._clock = clock
         self._on_change = on_change
         self._max_sleep = max_sleep
@@ -86,6 +90,7 @@ class HoldKeeper:
                     outcome.add(apply_silence(conn, silence, now))
                     self._applied.add(silence.id)
             outcome.add(release_ended(conn, now, self._rules))
+            outcome.add(release_quiet_flaps(conn, now, self._rules, self._flapping))
         return outcome
 
     def _next_due(self) -> datetime | None:

@@ -175,8 +175,9 @@ class BatchProcessor:
                     stored_offsets=stored,
                     now=now,
                 )
+                config = self._router.config
                 held = hold_batch(
-                    conn, correlation.transitions, now, self._router.config.inhibit_rules
+                    conn, correlation.transitions, now, config.inhibit_rules, config.flapping
                 )
         except StaleOffsetsError as exc:
             log.warning("batch.stale", detail=str(exc))

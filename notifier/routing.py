@@ -30,6 +30,7 @@ from notifier.escalation import (
     freeze,
 )
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
+from notifier.flapping import FlapPolicy
 from notifier.inhibition import InhibitRule
 from notifier.matchers import MatcherField
 from notifier.settings import format_validation_error, read_yaml
@@ -143,6 +144,7 @@ class RoutingConfig(BaseModel):
     rules: tuple[Rule, ...] = Field(min_length=1)
     escalation_policies: dict[str, EscalationPolicy] = Field(default_factory=dict)
     inhibit_rules: tuple[InhibitRule, ...] = ()
+    flapping: FlapPolicy | None = None
 
     @model_validator(mode="after")
     def _names_exist(self) -> RoutingConfig:

@@ -71,7 +71,7 @@ class Story:
         self.clock = FakeClock(T0)
         self.offset = 0
         self.scheduler = Scheduler(db, self.directory, DeliverySettings(), self.clock)
-        self.keeper = HoldKeeper(db, self.rules, self.clock)
+        self.keeper = HoldKeeper(db, self.rules, self.clock, flapping=config.flapping)
         self.processor = BatchProcessor(
             db, self.router, self.clock, group="g", topic="t", max_event_bytes=1 << 20
         )
@@ -437,3 +437,52 @@ def test_an_alert_never_inhibits_itself_and_two_mutual_alerts_do_not_hold_each_o
     both = {"alertname": "Partition", "severity": "warning", "network": "mainnet"}
     assert inhibitor([rule()], "a", both, [FiringAlert("a", both)]) is None
     assert inhibitor([rule()], "a", both, [FiringAlert("b", both)]) is None
+
+
+# --- flapping ---------------------------------------------------------------------------------
+
+
+def by_occurrence(db: Database, alert_id: str) -> dict[int, set[tuple[str, str]]]:
+    """(kind, status) of the notifications of each occurrence."""
+    found: dict[int, set[tuple[str, str]]] = {}
+    with db.engine.connect() as conn:
+        for occurrence, kind, status in conn.execute(
+            select(notifications.c.occurrence, notifications.c.kind, notifications.c.status).where(
+                notifications.c.alert_id == alert_id
+            )
+        ):
+            found.setdefault(occurrence, set()).add((kind, status))
+    return found
+
+
+async def test_flapping_alert_pages_once_when_it_settles(db: Database) -> None:
+    """Toggling every minute: the first occurrences page; once six changes fall within 30
+    minutes, re-fires are held and their resolves never sent; when it stays firing for the
+    quiet 15 minutes, it pages once."""
+    story = Story(db)
+    minute = 0
+    for n in range(6):
+        await story.at(minute)
+        story.ingest(alert_event(f"f{n}"))
+        await story.at(minute + 0.5)
+        story.ingest(alert_event(f"r{n}", status="resolved"))
+        minute += 1
+    await story.at(minute)
+    story.ingest(alert_event("last"))  # fires and stays firing
+    alert_id = story.alert_id()
+    seen = by_occurrence(db, alert_id)
+    assert seen[1] == {("firing", "pending"), ("resolved", "pending")}
+    assert seen[3] == {("firing", "pending"), ("resolved", "pending")}
+    assert seen[4] == {("firing", "suppressed"), ("resolved", "suppressed")}
+    assert seen[7] == {("firing", "held")}
+    flaps = [h for h in story.holds(alert_id) if h[0] == "flapping"]
+    assert [h[2] for h in flaps] == ["lapsed", "lapsed", "lapsed", None]
+    with db.engine.connect() as conn:
+        detail = conn.scalar(select(holds.c.detail).where(holds.c.ended_at.is_(None)))
+    assert detail is not None and "changes within 30 min" in detail
+
+    await story.at(minute + 14)
+    assert by_occurrence(db, alert_id)[7] == {("firing", "held")}
+    await story.at(minute + 15)
+    assert by_occurrence(db, alert_id)[7] == {("firing", "pending")}
+    assert story.holds(alert_id)[-1][2] == "released"

@@ -21,14 +21,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, insert, select, update
+from sqlalchemy import Connection, RowMapping, and_, func, insert, select, type_coerce, update
 
 from notifier.correlate import Effect, Transition
 from notifier.events import ALERT_TYPE
+from notifier.flapping import FlapPolicy
 from notifier.inhibition import FiringAlert, InhibitRule, inhibitor
 from notifier.matchers import Op, parse
 from notifier.silences import Silence, alert_labels, covering
-from notifier.store.schema import alert_timeline, alerts, holds, notifications, silences, timers
+from notifier.store.schema import (
+    UTCDateTime,
+    alert_timeline,
+    alerts,
+    holds,
+    notifications,
+    silences,
+    timers,
+)
 
 __all__ = [
     "Cause",
@@ -39,13 +48,16 @@ __all__ = [
     "load_silences",
     "open_holds",
     "reconsider",
+    "release_quiet_flaps",
     "silence_from_row",
     "would_hold",
 ]
 
 SILENCE = "silence"
 INHIBITION = "inhibition"
-_REASON = {SILENCE: "silenced", INHIBITION: "inhibited"}
+FLAPPING = "flapping"
+_REASON = {SILENCE: "silenced", INHIBITION: "inhibited", FLAPPING: "flapping"}
+_CHANGES = ("triggered", "resolved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,66 @@ def firing_alerts(conn: Connection, rules: Sequence[InhibitRule]) -> list[Firing
         FiringAlert(alert_id, alert_labels(name, severity, labels or {}))
         for alert_id, name, severity, labels in conn.execute(query)
     ]
+
+
+def covering_silence(
+    alert_id: str, labels: Mapping[str, str], now: datetime, active: Iterable[Silence]
+) -> Cause | None:
+    """The silence cause for an alert with ``labels`` at ``now``, or None."""
+    silence = covering(active, labels, now)
+    return None if silence is None else Cause(SILENCE, silence.id, silence.describe())
+
+
+def _recent_changes(
+    conn: Connection, alert_ids: Sequence[str], now: datetime, policy: FlapPolicy | None
+) -> dict[str, int]:
+    """Firing/resolved changes of these alerts within the flapping window (this batch's
+    included: its timeline entries are written already)."""
+    if policy is None or not alert_ids:
+        return {}
+    counts: dict[str, int] = {}
+    since = now - policy.window
+    for start in range(0, len(alert_ids), 500):
+        for alert_id, n in conn.execute(
+            select(alert_timeline.c.alert_id, func.count())
+            .where(
+                alert_timeline.c.alert_id.in_(alert_ids[start : start + 500]),
+                alert_timeline.c.kind.in_(_CHANGES),
+                alert_timeline.c.at >= since,
+            )
+            .group_by(alert_timeline.c.alert_id)
+        ):
+            counts[alert_id] = n
+    return counts
+
+
+def release_quiet_flaps(
+    conn: Connection, now: datetime, rules: Sequence[InhibitRule], policy: FlapPolicy | None
+) -> HoldOutcome:
+    """Reconsider flapping holds whose alert has not changed for the policy's ``quiet``."""
+    rows = conn.execute(
+        select(holds.c.id, holds.c.alert_id, holds.c.occurrence, holds.c.held_at).where(
+            holds.c.ended_at.is_(None), holds.c.cause == FLAPPING
+        )
+    ).all()
+    if not rows:
+        return HoldOutcome()
+    quiet_for = policy.quiet if policy is not None else timedelta(0)
+    last: dict[str, datetime] = dict(
+        conn.execute(
+            select(
+                alert_timeline.c.alert_id,
+                type_coerce(func.max(alert_timeline.c.at), UTCDateTime()),
+            )
+            .where(
+                alert_timeline.c.alert_id.in_(sorted({r[1] for r in rows})),
+                alert_timeline.c.kind.in_(_CHANGES),
+            )
+            .group_by(alert_timeline.c.alert_id)
+        ).all()
+    )
+    quiet = [tuple(r) for r in rows if last.get(r[1]) is None or now - last[r[1]] >= quiet_for]
+    return reconsider(conn, quiet, now, rules)
 
 
 def judge(
@@ -225,10 +297,11 @@ def hold_batch(
     transitions: Sequence[Transition],
     now: datetime,
     rules: Sequence[InhibitRule],
+    flapping: FlapPolicy | None = None,
 ) -> HoldOutcome:
-    """After a batch's writes: hold its newly firing alerts that a silence or an inhibiting
-    alert covers, settle the held ones it resolves, and reconsider what the alerts it
-    resolves were inhibiting."""
+    """After a batch's writes: hold its newly firing alerts that a silence covers, that flap,
+    or that an inhibiting alert covers (in that order of precedence); settle the held ones
+    it resolves; and reconsider what the alerts it resolves were inhibiting."""
     outcome = HoldOutcome()
     alerts_only = [t for t in transitions if t.event.type == ALERT_TYPE]
     firing = [t for t in alerts_only if t.effect is Effect.FIRING]
@@ -236,12 +309,19 @@ def hold_batch(
     if firing:
         active = load_silences(conn, now)
         sources = firing_alerts(conn, rules) if rules else []
-        if active or sources:
+        refired = [t for t in firing if t.alert.occurrence > 1] if flapping else []
+        if active or sources or refired:
+            flaps = _recent_changes(conn, [t.alert.id for t in refired], now, flapping)
             for t in firing:
                 labels = alert_labels(
                     t.event.labels.get("alertname", ""), t.event.severity.value, t.event.labels
                 )
-                cause = judge(t.alert.id, labels, now, active, rules, sources)
+                cause = covering_silence(t.alert.id, labels, now, active)
+                changes = flaps.get(t.alert.id, 0)
+                if cause is None and flapping is not None and flapping.is_flapping(changes):
+                    cause = Cause(FLAPPING, t.alert.id, flapping.describe(changes))
+                if cause is None:
+                    cause = judge(t.alert.id, labels, now, (), rules, sources)
                 if cause is not None:
                     hold(conn, t.alert.id, t.alert.occurrence, cause, now)
                     outcome.held += 1
