@@ -152,6 +152,8 @@ def expire(state: CliState, silence_id: str, person: str) -> None:
     db = Database(settings.store.url)
     now = datetime.now(UTC)
     try:
+        if "silences" not in db.tables():
+            raise SilenceRefused(f"no silence {silence_id!r}: this store has no silences yet")
         with db.transaction() as conn:
             _, outcome = expire_silence(conn, silence_id, person, now, rules)
     except SilenceRefused as exc:

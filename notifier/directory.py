@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from notifier.errors import ConfigError
+from notifier.fatigue import QuietHours
 from notifier.lifecycle import Verb
 from notifier.settings import format_validation_error, read_yaml
 
@@ -90,6 +91,10 @@ class Person(BaseModel):
     locale: str = "en"
     timezone: str = "UTC"
     organization: str | None = None
+    quiet_hours: QuietHours | None = Field(
+        default=None,
+        description="daily window in the person's timezone without non-critical messages",
+    )
     api_token_sha256: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{64}$",

@@ -29,6 +29,7 @@ from notifier.store.batch import (
     seen_event_keys,
     write_batch,
 )
+from notifier.store.fatigue import gate_batch
 from notifier.store.followups import paged
 from notifier.store.holds import hold_batch
 from notifier.store.offsets import fence_offsets
@@ -77,6 +78,7 @@ class BatchOutcome:
     stale: bool = False
     timers: int = 0
     held: int = 0
+    bundled: int = 0
 
 
 class BatchProcessor:
@@ -179,6 +181,7 @@ class BatchProcessor:
                 held = hold_batch(
                     conn, correlation.transitions, now, config.inhibit_rules, config.flapping
                 )
+                gated = gate_batch(conn, intents, now, config.fatigue, lock=lock)
         except StaleOffsetsError as exc:
             log.warning("batch.stale", detail=str(exc))
             return BatchOutcome(0, 0, 0, 0, stale=True)
@@ -204,4 +207,5 @@ class BatchProcessor:
             notifications=len(intents) + held.notifications_released,
             timers=len(scheduled) + held.timers_released,
             held=held.held,
+            bundled=gated.held_back,
         )

@@ -30,6 +30,7 @@ from notifier.escalation import (
     freeze,
 )
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
+from notifier.fatigue import FatigueConfig
 from notifier.flapping import FlapPolicy
 from notifier.inhibition import InhibitRule
 from notifier.matchers import MatcherField
@@ -145,6 +146,7 @@ class RoutingConfig(BaseModel):
     escalation_policies: dict[str, EscalationPolicy] = Field(default_factory=dict)
     inhibit_rules: tuple[InhibitRule, ...] = ()
     flapping: FlapPolicy | None = None
+    fatigue: FatigueConfig = FatigueConfig()
 
     @model_validator(mode="after")
     def _names_exist(self) -> RoutingConfig:

@@ -230,6 +230,20 @@ async def test_a_silence_starting_later_is_pending_and_holds_nothing_yet(api: Ap
     assert (await api.alert())["holds"] == []
 
 
+async def test_the_limit_counts_only_silences_in_the_state_asked_for(api: Api) -> None:
+    """``?state=active&limit=1`` returns the one active silence even when newer pending
+    ones exist."""
+    active = await api.created()
+    api.clock.advance(60)
+    for _ in range(2):
+        later = {**_window(), "starts_at": (api.clock.now() + timedelta(hours=1)).isoformat()}
+        assert (await api.created(later))["state"] == "pending"
+    reply = await api.client.get(
+        SILENCES, headers=_auth(COMMANDER), params={"state": "active", "limit": 1}
+    )
+    assert [s["id"] for s in reply.json()] == [active["id"]]
+
+
 # --- API: holding and releasing -------------------------------------------------------------------
 
 
@@ -648,6 +662,15 @@ def test_cli_expire_refuses_people_without_the_permission(cli_env: Path) -> None
         assert f"Error: {problem}" in result.output
     [row] = _json_lines(_run(cli_env, "silence", "list", "--json"))
     assert (row["state"], row["expired_by"]) == ("active", None)
+
+
+def test_cli_expire_on_a_store_without_silences_says_so(cli_env: Path) -> None:
+    """Nothing was ever silenced here: a clear error naming the id, no traceback."""
+    result = _run(cli_env, "silence", "expire", "sil-nope", "--by", COMMANDER)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [line] = result.output.splitlines()
+    assert line.startswith("Error: ") and "sil-nope" in line, line
 
 
 def _verdicts(output: str) -> list[str]:

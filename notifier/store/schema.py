@@ -317,3 +317,30 @@ audit_log = Table(
     Column("details", JSON),
 )
 Index("ix_audit_log_at", audit_log.c.at)
+
+# Rate-limit buckets (GCRA: one theoretical arrival time per recipient, channel and lane:
+# "normal" for the channel's limit, "critical" for the ceiling critical alerts may use).
+pacing = Table(
+    "pacing",
+    metadata,
+    Column("person_id", String(64), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    Column("lane", String(16), primary_key=True),
+    Column("tat", UTCDateTime, nullable=False),
+)
+
+# Digests being collected: per recipient and channel, one per group (grouped) or one for
+# throttled and one for quiet-hours messages. ``notification_id`` is the digest notification
+# (kind "digest") that members join until it is due; ``last_flush_at`` paces a group.
+bundles = Table(
+    "bundles",
+    metadata,
+    Column("key", String(32), primary_key=True),
+    Column("person_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("labels", JSON),
+    Column("notification_id", String(32)),
+    Column("due_at", UTCDateTime),
+    Column("last_flush_at", UTCDateTime),
+)

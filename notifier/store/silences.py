@@ -102,12 +102,14 @@ def list_silences(
 ) -> list[Silence]:
     """Silences, newest first; only those in ``state`` at ``now`` if given."""
     query = select(silences).order_by(silences.c.created_at.desc(), silences.c.id)
+    live = (silences.c.ends_at > now) & silences.c.expired_at.is_(None)
     if state is SilenceState.EXPIRED:
-        query = query.where((silences.c.ends_at <= now) | (silences.c.expired_at.is_not(None)))
-    elif state is not None:
-        query = query.where(silences.c.ends_at > now, silences.c.expired_at.is_(None))
-    found = [silence_from_row(r) for r in conn.execute(query.limit(limit)).mappings()]
-    return [s for s in found if state is None or s.state(now) is state]
+        query = query.where(~live)
+    elif state is SilenceState.ACTIVE:
+        query = query.where(live, silences.c.starts_at <= now)
+    elif state is SilenceState.PENDING:
+        query = query.where(live, silences.c.starts_at > now)
+    return [silence_from_row(r) for r in conn.execute(query.limit(limit)).mappings()]
 
 
 def expire_silence(
@@ -119,9 +121,18 @@ def expire_silence(
         raise SilenceRefused(f"no silence {silence_id!r}; `notifier silence list` shows them")
     if silence.state(now) is SilenceState.EXPIRED:
         raise SilenceRefused(f"silence {silence_id} is already over")
-    conn.execute(
-        update(silences).where(silences.c.id == silence_id).values(expired_at=now, expired_by=by)
-    )
+    # Conditional, so of two concurrent expiries exactly one wins (and is audited).
+    changed = conn.execute(
+        update(silences)
+        .where(
+            silences.c.id == silence_id,
+            silences.c.expired_at.is_(None),
+            silences.c.ends_at > now,
+        )
+        .values(expired_at=now, expired_by=by)
+    ).rowcount
+    if changed != 1:
+        raise SilenceRefused(f"silence {silence_id} is already over")
     audit.record(conn, now, by, "silence.expire", silence_id, {"comment": silence.comment})
     rows = conn.execute(
         select(holds.c.id, holds.c.alert_id, holds.c.occurrence, holds.c.held_at).where(

@@ -1,4 +1,5 @@
-"""Fatigue control: silences, holds (why an alert is not being notified), the audit log.
+"""Fatigue control: silences, holds (why an alert is not being notified), the audit log,
+rate-limit buckets and digests being collected.
 
 Revision ID: 0006
 Revises: 0005
@@ -55,9 +56,31 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
+    op.create_table(
+        "pacing",
+        sa.Column("person_id", sa.String(64), nullable=False),
+        sa.Column("channel", sa.String(16), nullable=False),
+        sa.Column("lane", sa.String(16), nullable=False),
+        sa.Column("tat", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("person_id", "channel", "lane", name="pk_pacing"),
+    )
+    op.create_table(
+        "bundles",
+        sa.Column("key", sa.String(32), nullable=False),
+        sa.Column("person_id", sa.String(64), nullable=False),
+        sa.Column("channel", sa.String(16), nullable=False),
+        sa.Column("reason", sa.String(16), nullable=False),
+        sa.Column("labels", sa.JSON(), nullable=True),
+        sa.Column("notification_id", sa.String(32), nullable=True),
+        sa.Column("due_at", sa.DateTime(), nullable=True),
+        sa.Column("last_flush_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("key", name="pk_bundles"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("bundles")
+    op.drop_table("pacing")
     op.drop_table("audit_log")
     op.drop_table("holds")
     op.drop_table("silences")
