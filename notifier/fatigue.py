@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from notifier.events import Severity
 
 __all__ = [
+    "DIGEST_TEMPLATE",
     "BundleReason",
     "FatigueConfig",
     "Grouping",
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 _ALL_SEVERITIES = tuple(Severity)
+
+DIGEST_TEMPLATE = "digest"
+"""The template digests are rendered with."""
 
 
 class BundleReason:
@@ -150,6 +154,10 @@ class FatigueConfig(BaseModel):
     def limit_for(self, channel: str) -> RateLimit | None:
         """The rate limit of ``channel``, if it has one."""
         return next((r for r in self.rate_limits if r.channel == channel), None)
+
+    def may_bundle(self, anyone_has_quiet_hours: bool) -> bool:
+        """Whether any message can end up in a digest."""
+        return bool(self.grouping or self.rate_limits or anyone_has_quiet_hours)
 
     def groups(self, severity: str) -> bool:
         """Whether alerts of ``severity`` are grouped."""

@@ -30,7 +30,7 @@ from notifier.escalation import (
     freeze,
 )
 from notifier.events import EVENT_TYPES, Event, Risk, Severity
-from notifier.fatigue import FatigueConfig
+from notifier.fatigue import DIGEST_TEMPLATE, FatigueConfig
 from notifier.flapping import FlapPolicy
 from notifier.inhibition import InhibitRule
 from notifier.matchers import MatcherField
@@ -268,6 +268,9 @@ class Router:
             used |= policy.templates()
         if any(tier.confirm_receipt for tier in self._config.tiers.values()):
             used.add(RECEIPT_TEMPLATE)
+        quiet = any(p.quiet_hours for p in self._directory)
+        if self._config.fatigue.may_bundle(quiet):
+            used.add(DIGEST_TEMPLATE)
         return used
 
     def explain(self, event: Event) -> list[RuleVerdict]:

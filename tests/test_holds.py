@@ -9,139 +9,25 @@ network partition fires on the same network.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
 
-import orjson
 import pytest
 from sqlalchemy import select
+from stories import SAMPLES, T0, Story, alert_event
 
-from notifier.directory import Directory
-from notifier.holdkeeper import HoldKeeper
 from notifier.inhibition import FiringAlert, InhibitRule, inhibitor
 from notifier.matchers import parse
-from notifier.pipeline import BatchProcessor, RawRecord
-from notifier.routing import Router, RoutingConfig
-from notifier.scheduler import Scheduler
-from notifier.settings import DeliverySettings
-from notifier.silences import Silence, SilenceRefused, covering, new_silence
+from notifier.silences import SilenceRefused, covering, new_silence
 from notifier.store import Database
 from notifier.store.audit import entries
 from notifier.store.holds import would_hold
 from notifier.store.outbox import claim_due
 from notifier.store.queries import alert_detail
-from notifier.store.schema import alerts, holds, notifications, timers
-from notifier.store.silences import create_silence, expire_silence
+from notifier.store.schema import holds, notifications
+from notifier.store.silences import expire_silence
 from notifier.store.timeline import timeline
-from notifier.testing import FakeClock
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "config" / "samples"
-T0 = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)
 ROUTED = 7  # notifications of a critical mainnet page (five people, two also on Slack)
-
-
-def alert_event(
-    event_id: str,
-    *,
-    name: str = "ConsensusFinalityLag",
-    severity: str = "critical",
-    network: str = "mainnet",
-    status: str = "firing",
-) -> bytes:
-    """The sample alert with another id, name, severity, network or status."""
-    doc: dict[str, Any] = orjson.loads((SAMPLES / "alert-firing.json").read_bytes())
-    doc["id"] = event_id
-    data = doc["data"]
-    data.update(alertname=name, severity=severity, status=status)
-    data["labels"] = {**data["labels"], "network": network}
-    return orjson.dumps(doc)
-
-
-class Story:
-    """Ingest, timers and the hold keeper on one store, driven by a fake clock."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.directory = Directory.load(ROOT / "config" / "directory.yaml")
-        config = RoutingConfig.load(ROOT / "config" / "routing.yaml")
-        self.rules = config.inhibit_rules
-        self.router = Router(config, self.directory)
-        self.clock = FakeClock(T0)
-        self.offset = 0
-        self.scheduler = Scheduler(db, self.directory, DeliverySettings(), self.clock)
-        self.keeper = HoldKeeper(db, self.rules, self.clock, flapping=config.flapping)
-        self.processor = BatchProcessor(
-            db, self.router, self.clock, group="g", topic="t", max_event_bytes=1 << 20
-        )
-
-    def ingest(self, doc: bytes) -> None:
-        records = [RawRecord("t", 0, self.offset, None, doc, ())]
-        self.offset += 1
-        self.processor.apply(records, self.processor.decode(records))
-
-    async def at(self, minutes: float) -> None:
-        """Move to T0 + minutes; let the hold keeper and the scheduler do what is due."""
-        self.clock.advance(minutes * 60 - (self.clock.now() - T0).total_seconds())
-        await self.keeper.sweep()
-        while await self.scheduler.fire_due():
-            pass
-
-    def silence(self, minutes: float, *matchers: str, starts_in: float = 0) -> Silence:
-        now = self.clock.now()
-        made = new_silence(
-            list(matchers),
-            created_by="mei.lin",
-            comment="validator upgrade CHG-7",
-            now=now,
-            starts_at=now + timedelta(minutes=starts_in),
-            duration=timedelta(minutes=minutes),
-        )
-        with self.db.transaction() as conn:
-            create_silence(conn, made, now)
-        return made
-
-    def alert_id(self, name: str = "ConsensusFinalityLag", network: str = "mainnet") -> str:
-        with self.db.engine.connect() as conn:
-            for alert_id, labels in conn.execute(
-                select(alerts.c.id, alerts.c.labels).where(alerts.c.name == name)
-            ):
-                if labels.get("network") == network:
-                    return str(alert_id)
-        raise AssertionError(f"no {name} alert on {network}")
-
-    def statuses(self, alert_id: str) -> Counter[tuple[str, str]]:
-        """(kind, status) of the alert's notifications, counted."""
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(
-                select(notifications.c.kind, notifications.c.status).where(
-                    notifications.c.alert_id == alert_id
-                )
-            ).all()
-        return Counter((kind, status) for kind, status in rows)
-
-    def timers(self, alert_id: str) -> list[tuple[str, str, datetime]]:
-        with self.db.engine.connect() as conn:
-            return [
-                (kind, state, due)
-                for kind, state, due in conn.execute(
-                    select(timers.c.kind, timers.c.state, timers.c.due_at)
-                    .where(timers.c.alert_id == alert_id)
-                    .order_by(timers.c.due_at)
-                )
-            ]
-
-    def holds(self, alert_id: str) -> list[tuple[str, str, str | None]]:
-        with self.db.engine.connect() as conn:
-            return [
-                (cause, cause_id, outcome)
-                for cause, cause_id, outcome in conn.execute(
-                    select(holds.c.cause, holds.c.cause_id, holds.c.outcome)
-                    .where(holds.c.alert_id == alert_id)
-                    .order_by(holds.c.id)
-                )
-            ]
 
 
 # --- silences ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from notifier.correlate import Effect
 from notifier.events import ALERT_TYPE, AlertData
 from notifier.fatigue import (
+    DIGEST_TEMPLATE,
     BundleReason,
     FatigueConfig,
     admit,
@@ -35,9 +36,8 @@ from notifier.routing import Clearance, Recipient
 from notifier.store.outbox import notification_row
 from notifier.store.schema import bundles, notifications, pacing
 
-__all__ = ["DIGEST_MARGIN", "DIGEST_TEMPLATE", "MAX_LISTED", "GateOutcome", "gate_batch"]
+__all__ = ["DIGEST_MARGIN", "MAX_LISTED", "GateOutcome", "gate_batch"]
 
-DIGEST_TEMPLATE = "digest"
 DIGEST_MARGIN = timedelta(seconds=2)
 """A digest due sooner than this accepts no more members (the outbox may be claiming it)."""
 MAX_LISTED = 50
@@ -259,8 +259,7 @@ def gate_batch(
 ) -> GateOutcome:
     """Decide, for every pending notification an alert's firing or resolve caused in this
     batch, whether it goes now or into a digest; write the decisions."""
-    quiet_people = any(i.recipient.person.quiet_hours for i in intents)
-    if not (config.grouping or config.rate_limits or quiet_people):
+    if not config.may_bundle(any(i.recipient.person.quiet_hours for i in intents)):
         return GateOutcome()
     candidates = [
         i
