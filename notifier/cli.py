@@ -24,8 +24,10 @@ from notifier.demo import run_demo
 from notifier.errors import ConfigError, RejectedInput
 from notifier.events import AlertData, Event
 from notifier.log import configure
+from notifier.routing import Recipient
 from notifier.silences import alert_labels
 from notifier.store import Database
+from notifier.store.fatigue import explain as explain_fatigue
 from notifier.store.holds import would_hold
 
 
@@ -193,6 +195,7 @@ def routes_test(state: CliState, event_file: BinaryIO, verbose: bool) -> None:
         if not recipients:
             click.echo("  nobody would be notified")
         held = _held_now(config, event) if recipients else None
+        now = datetime.now(UTC)
         for r in recipients:
             secret = (
                 "with confidential details"
@@ -203,7 +206,31 @@ def routes_test(state: CliState, event_file: BinaryIO, verbose: bool) -> None:
                 f"  → {r.person.name} <{r.contact.address}> tier={r.tier} "
                 f"template={r.template} locale={r.person.locale} ({secret})"
             )
-            click.echo(f"      {held or 'would be sent now'}")
+            why = held or _fatigue_now(config, r, event, now)
+            click.echo(f"      {why or 'would be sent now'}")
+
+
+def _fatigue_now(
+    config: Configuration, recipient: Recipient, event: Event, now: datetime
+) -> str | None:
+    """Quiet hours, grouping or a rate limit that would keep this message from going alone."""
+    if not isinstance(event.data, AlertData):
+        return None  # policy notices are never grouped or limited
+    fatigue = config.router.config.fatigue
+    if not fatigue.may_bundle(recipient.person.quiet_hours is not None):
+        return None
+    db = Database(config.settings.store.url)
+    try:
+        if "pacing" not in db.tables():
+            return explain_fatigue(
+                None, fatigue, recipient, event.severity.value, event.labels, now
+            )
+        with db.engine.connect() as conn:
+            return explain_fatigue(
+                conn, fatigue, recipient, event.severity.value, event.labels, now
+            )
+    finally:
+        db.dispose()
 
 
 def _held_now(config: Configuration, event: Event) -> str | None:

@@ -36,7 +36,7 @@ from notifier.routing import Clearance, Recipient
 from notifier.store.outbox import notification_row
 from notifier.store.schema import bundles, notifications, pacing
 
-__all__ = ["DIGEST_MARGIN", "MAX_LISTED", "GateOutcome", "gate_batch"]
+__all__ = ["DIGEST_MARGIN", "MAX_LISTED", "GateOutcome", "explain", "gate_batch"]
 
 DIGEST_MARGIN = timedelta(seconds=2)
 """A digest due sooner than this accepts no more members (the outbox may be claiming it)."""
@@ -356,3 +356,64 @@ def _item(intent: Intent) -> dict[str, Any]:
         "summary": summary,
         "labels": {k: v for k, v in event.labels.items() if k != "alertname"},
     }
+
+
+def explain(
+    conn: Connection | None,
+    config: FatigueConfig,
+    recipient: Recipient,
+    severity: str,
+    labels: dict[str, str],
+    now: datetime,
+) -> str | None:
+    """Why a new alert's message to ``recipient`` would not go out alone now (quiet hours,
+    grouping, rate limit), or None if it would. ``conn`` (None: no store yet) supplies the
+    recipient's bucket and open digests."""
+    person = recipient.person
+    channel = recipient.contact.channel.value
+    if person.quiet_hours is not None and severity != "critical":
+        until = (
+            quiet_until(now, person.timezone, person.quiet_hours)
+            if severity in config.quiet_severities
+            else None
+        )
+        if until is not None:
+            return (
+                f"quiet hours: in the morning digest at {until:%Y-%m-%d %H:%M} ({person.timezone})"
+            )
+    grouping = config.grouping
+    if grouping is not None and config.groups(severity):
+        key, values = group_key(person.id, channel, labels, grouping.by)
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        state = None
+        if conn is not None:
+            found = conn.execute(select(bundles).where(bundles.c.key == key)).mappings().first()
+            state = dict(found) if found is not None else None
+        if state is not None and state["due_at"] is not None and state["due_at"] > now:
+            return f"grouped ({shown}): joins the digest due at {state['due_at']:%H:%M:%S} UTC"
+        return f"grouped ({shown}): a digest within {int(grouping.wait.total_seconds())} s"
+    limit = config.limit_for(channel)
+    if limit is None or conn is None:
+        return None
+    tat = conn.scalar(
+        select(pacing.c.tat).where(
+            pacing.c.person_id == person.id, pacing.c.channel == channel, pacing.c.lane == "normal"
+        )
+    )
+    if admit(tat, now, limit)[0]:
+        return None
+    if severity == "critical" and config.critical_ceiling is not None:
+        ceiling = conn.scalar(
+            select(pacing.c.tat).where(
+                pacing.c.person_id == person.id,
+                pacing.c.channel == channel,
+                pacing.c.lane == "critical",
+            )
+        )
+        if admit(ceiling, now, config.critical_ceiling)[0]:
+            return None
+    at = next_admitted(tat, now, limit)
+    return (
+        f"rate limited ({limit.count} per {int(limit.per.total_seconds() // 60)} min on "
+        f"{channel}): in a digest at {at:%H:%M:%S} UTC"
+    )
