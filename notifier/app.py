@@ -77,9 +77,9 @@ def load_configuration(settings: Settings) -> Configuration:
     missing = router.templates() - available
     if missing:
         raise ConfigError(
-            f"{settings.resolve(settings.routing_file)}: the escalation policies and receipt "
-            f"tiers need the templates {', '.join(sorted(missing))}, which are not in "
-            f"{settings.templates.directory}/"
+            f"{settings.resolve(settings.routing_file)}: the escalation policies, receipt "
+            f"tiers and digests (fatigue) need the templates {', '.join(sorted(missing))}, "
+            f"which are not in {settings.templates.directory}/"
         )
     return Configuration(settings, directory, router, catalogs, renderer)
 

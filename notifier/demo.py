@@ -167,6 +167,11 @@ async def _wait_until_done(engine: Engine, expected: int, runner: asyncio.Task[N
             f"  consumed {seen}/{expected} · notifications: {c['notifications_sent']} sent, "
             f"{c['notifications_pending']} pending, {c['notifications_failed']} failed"
         )
+        if c["digests_pending"]:
+            line += (
+                f" · {c['digests_pending']} digest(s) collecting grouped warnings "
+                "(sent 30 s after a group's first alert)"
+            )
         if line != last:
             click.echo(line)
             last = line
@@ -191,7 +196,12 @@ def _report(engine: Engine, mail_dir: Path, slack: SlackStandIn) -> None:
         if heading != current:
             click.echo(f"\n■ {heading}")
             current = heading
-        status = "✓" if row["status"] == "sent" else f"✗ {row['status']} ({row['error_reason']})"
+        if row["status"] == "sent":
+            status = "✓"
+        elif row["status"] == "bundled":  # fatigue control: listed in a digest instead
+            status = f"↳ in a digest ({row['error_reason']})"
+        else:
+            status = f"✗ {row['status']} ({row['error_reason']})"
         secret = "+confidential" if row["clearance"] == "confidential" else row["clearance"]
         click.echo(
             f"  {status} {row['recipient_name']:24} {row['channel']:6} {row['tier']:11} "

@@ -179,7 +179,9 @@ class Dispatcher:
             return
         try:
             links = self._links(n) if self._links is not None else None
-            thread = await asyncio.to_thread(self._thread, n) if n.channel == "slack" else None
+            # A digest lists several alerts: it opens no thread and rewrites no page.
+            threaded = n.channel == "slack" and n.kind != "digest"
+            thread = await asyncio.to_thread(self._thread, n) if threaded else None
             message = compose(
                 self._renderer, n, links=links, thread=thread, mention=self._mention(n)
             )

@@ -31,7 +31,7 @@ from notifier.store.batch import (
 )
 from notifier.store.fatigue import gate_batch
 from notifier.store.followups import paged
-from notifier.store.holds import hold_batch
+from notifier.store.holds import hold_batch, judge_batch
 from notifier.store.offsets import fence_offsets
 
 log = structlog.get_logger(__name__)
@@ -155,10 +155,20 @@ class BatchProcessor:
                 scheduled = start_timers(correlation.transitions, self._router, now)
                 asked, receipt_timers = receipt_requests(intents, self._router, now)
                 scheduled += receipt_timers
+                # Holds (silences, flapping, inhibition) and fatigue (grouping, limits, quiet
+                # hours) are decided before the writes, so each notification is written once,
+                # with its final status.
+                config = self._router.config
+                judged = judge_batch(
+                    conn, correlation.transitions, now, config.inhibit_rules, config.flapping
+                )
+                skip = frozenset(alert_id for alert_id, _ in judged)
+                gated = gate_batch(conn, intents, now, config.fatigue, lock=lock, skip=skip)
                 write_batch(
                     conn,
                     correlation=correlation,
                     intents=intents,
+                    decisions=gated.decisions,
                     rejected=[
                         Rejection(
                             r.record.topic,
@@ -177,11 +187,7 @@ class BatchProcessor:
                     stored_offsets=stored,
                     now=now,
                 )
-                config = self._router.config
-                held = hold_batch(
-                    conn, correlation.transitions, now, config.inhibit_rules, config.flapping
-                )
-                gated = gate_batch(conn, intents, now, config.fatigue, lock=lock)
+                held = hold_batch(conn, correlation.transitions, now, config.inhibit_rules, judged)
         except StaleOffsetsError as exc:
             log.warning("batch.stale", detail=str(exc))
             return BatchOutcome(0, 0, 0, 0, stale=True)

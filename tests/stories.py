@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import select
 
 from notifier.directory import Directory
+from notifier.fatigue import FatigueConfig
 from notifier.holdkeeper import HoldKeeper
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
@@ -48,6 +49,13 @@ def alert_event(
     return orjson.dumps(doc)
 
 
+def shipped_routing(fatigue: FatigueConfig | None = None) -> RoutingConfig:
+    """The shipped routing with ``fatigue`` instead of its own (default: none, so that tests
+    of other controls see every notification as it is routed)."""
+    shipped = RoutingConfig.load(ROOT / "config" / "routing.yaml")
+    return shipped.model_copy(update={"fatigue": fatigue or FatigueConfig()})
+
+
 class Story:
     """Ingest, timers and the hold keeper on one store, driven by a fake clock."""
 
@@ -61,7 +69,7 @@ class Story:
     ) -> None:
         self.db = db
         self.directory = directory or Directory.load(ROOT / "config" / "directory.yaml")
-        config = config or RoutingConfig.load(ROOT / "config" / "routing.yaml")
+        config = config or shipped_routing()
         self.rules = config.inhibit_rules
         self.router = Router(config, self.directory)
         self.start = start

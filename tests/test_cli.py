@@ -206,7 +206,8 @@ def test_config_check_reports_what_the_shipped_config_loads() -> None:
     assert lines[1].startswith("directory ok: 9 people, roles: incident-commander, ")
     assert lines[2] == "routing ok: 5 tiers, 6 rules"
     assert lines[3] == (
-        "templates ok: alert, policy-change, public-advisory, receipt, reminder, status-update; "
+        "templates ok: alert, digest, policy-change, public-advisory, receipt, reminder, "
+        "status-update; "
         "languages: de, en, es"
     )
     assert lines[4] == "channels ok: email via 127.0.0.1:8025"
@@ -565,6 +566,7 @@ def test_templates_list_shows_each_template_with_a_short_hash() -> None:
     rows = _listing(result.stdout)
     assert sorted(rows) == [
         "alert",
+        "digest",
         "policy-change",
         "public-advisory",
         "receipt",

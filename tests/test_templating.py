@@ -407,6 +407,7 @@ def test_templates_and_parts_are_listed(renderer: Renderer) -> None:
     """templates() lists the template folders; parts() lists each channel's parts in order."""
     assert renderer.templates() == [
         "alert",
+        "digest",
         "policy-change",
         "public-advisory",
         "receipt",

@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeEngine
 from notifier.correlate import AlertHead, Correlation, Effect
 from notifier.intents import Intent, ReceiptRequest, Timer
 from notifier.store.bulk import Bulk
+from notifier.store.fatigue import Decision
 from notifier.store.offsets import advance_offsets
 from notifier.store.outbox import notification_row
 from notifier.store.schema import (
@@ -93,6 +94,7 @@ def write_batch(
     correlation: Correlation,
     intents: Sequence[Intent],
     rejected: Sequence[Rejection],
+    decisions: Mapping[str, Decision] | None = None,
     scheduled: Sequence[Timer] = (),
     receipts_asked: Sequence[ReceiptRequest] = (),
     group: str,
@@ -101,7 +103,10 @@ def write_batch(
     stored_offsets: Mapping[int, int],
     now: datetime,
 ) -> None:
-    """Write every effect of a batch and advance its offsets (inside the caller's transaction)."""
+    """Write every effect of a batch and advance its offsets (inside the caller's transaction).
+
+    ``decisions`` (from :func:`notifier.store.fatigue.gate_batch`) names the notifications
+    held back into digests; they are written ``bundled``."""
     _write_alerts(conn, correlation)
     _INSERT_EVENT_KEYS.run(
         conn, [{"event_key": r.key, "received_at": now} for r in correlation.records]
@@ -128,7 +133,8 @@ def write_batch(
             if r.effect is not Effect.REPEAT
         ],
     )
-    _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i) for i in intents])
+    decided = decisions or {}
+    _INSERT_NOTIFICATIONS.run(conn, [_intent_row(i, decided.get(i.id)) for i in intents])
     write_timers(conn, scheduled)
     if receipts_asked:
         conn.execute(
@@ -300,9 +306,9 @@ _TOUCH_ALERTS = Bulk(
 )
 
 
-def _intent_row(intent: Intent) -> dict[str, Any]:
+def _intent_row(intent: Intent, decision: Decision | None) -> dict[str, Any]:
     alert = intent.transition.alert
-    return notification_row(
+    row = notification_row(
         intent.id,
         alert_id=alert.id,
         occurrence=alert.occurrence,
@@ -312,3 +318,6 @@ def _intent_row(intent: Intent) -> dict[str, Any]:
         now=intent.due_at,
         created_at=intent.created_at,
     )
+    if decision is not None:  # held back into a digest (fatigue control)
+        row.update(status="bundled", error_reason=decision.reason, last_error=decision.note)
+    return row

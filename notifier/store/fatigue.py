@@ -1,12 +1,19 @@
 """Applying fatigue control to a batch: grouping, rate limits and quiet hours (see
 :mod:`notifier.fatigue` for the rules).
 
-Runs in the batch's transaction after the notifications are written and holds applied. A
-notification that may go now stays pending; one that may not becomes ``bundled`` (its
-``error_reason`` says why: ``grouped``, ``throttled`` or ``quiet``; ``last_error`` names the
-digest) and is listed in a digest notification (kind ``digest``) that is pending until its
-due time. A digest accepts members until shortly before it is due, so one that the outbox
-may be claiming is never changed; a member arriving later starts the next digest.
+Runs in the batch's transaction before its notifications are written (the decisions become
+their status). A notification that may go now stays pending; one that may not is written
+``bundled`` (its ``error_reason`` says why: ``grouped``, ``throttled`` or ``quiet``;
+``last_error`` names the digest) and listed in a digest notification (kind ``digest``) that
+is pending until its due time. A digest accepts members until shortly before it is due, so
+one the outbox may be claiming is never changed; a member arriving later starts the next.
+
+When a recipient's budget is short, a new group or morning digest would only queue up
+behind it: it joins the recipient's throttled digest instead, so however many groups a
+storm touches, a recipient gets at most their rate of messages.
+
+The state a batch needs (buckets, open digests) is read in a few queries up front and
+written back with one statement per table.
 """
 
 from __future__ import annotations
@@ -33,10 +40,18 @@ from notifier.fatigue import (
 )
 from notifier.intents import Intent
 from notifier.routing import Clearance, Recipient
+from notifier.store.bulk import Bulk
 from notifier.store.outbox import notification_row
 from notifier.store.schema import bundles, notifications, pacing
 
-__all__ = ["DIGEST_MARGIN", "MAX_LISTED", "GateOutcome", "explain", "gate_batch"]
+__all__ = [
+    "DIGEST_MARGIN",
+    "MAX_LISTED",
+    "Decision",
+    "GateOutcome",
+    "explain",
+    "gate_batch",
+]
 
 DIGEST_MARGIN = timedelta(seconds=2)
 """A digest due sooner than this accepts no more members (the outbox may be claiming it)."""
@@ -44,19 +59,40 @@ MAX_LISTED = 50
 """Alerts a digest lists one by one; it counts the rest."""
 
 _EFFECTS = (Effect.FIRING, Effect.RESOLVED)
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A notification held back into a digest: why, and which digest."""
+
+    reason: str
+    digest_id: str
+
+    @property
+    def note(self) -> str:
+        """The member's ``last_error``."""
+        return f"in digest {self.digest_id}"
 
 
 @dataclass
 class GateOutcome:
-    """What the gate did to a batch."""
+    """What the gate decided for a batch."""
 
-    bundled: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)
     digests: int = 0
 
     @property
     def held_back(self) -> int:
         """Notifications that became digest members."""
-        return sum(self.bundled.values())
+        return len(self.decisions)
+
+    def by_reason(self) -> dict[str, int]:
+        """Members per reason."""
+        found: dict[str, int] = {}
+        for d in self.decisions.values():
+            found[d.reason] = found.get(d.reason, 0) + 1
+        return found
 
 
 @dataclass
@@ -64,47 +100,75 @@ class _Digest:
     id: str
     details: dict[str, Any]
     new: bool
+    row: dict[str, Any] | None = None
+
+
+Bucket = tuple[str, str, str]  # person id, channel, lane
 
 
 class _Gate:
-    """One batch's decisions, with the rows it read cached and its writes collected."""
+    """One batch's decisions over state read up front; writes collected for the end."""
 
     def __init__(self, conn: Connection, config: FatigueConfig, now: datetime, lock: bool):
         self.conn = conn
         self.config = config
         self.now = now
         self.lock = lock
-        self.tats: dict[tuple[str, str, str], datetime | None] = {}
-        self.dirty_tats: set[tuple[str, str, str]] = set()
+        self.tats: dict[Bucket, datetime | None] = {}
+        self.dirty_tats: set[Bucket] = set()
+        self.known_tats: set[Bucket] = set()
         self.bundles: dict[str, dict[str, Any] | None] = {}
         self.dirty_bundles: set[str] = set()
+        self.known_bundles: set[str] = set()
         self.digests: dict[str, _Digest] = {}
-        self.members: list[dict[str, str]] = []
         self.outcome = GateOutcome()
 
-    # --- buckets --------------------------------------------------------------------------
+    # --- reading ----------------------------------------------------------------------------
 
-    def tat(self, key: tuple[str, str, str]) -> datetime | None:
-        if key not in self.tats:
-            query = select(pacing.c.tat).where(
-                pacing.c.person_id == key[0], pacing.c.channel == key[1], pacing.c.lane == key[2]
-            )
-            self.tats[key] = self.conn.scalar(query.with_for_update() if self.lock else query)
-        return self.tats[key]
+    def preload(self, people: set[str], keys: set[str]) -> None:
+        """Read the buckets of ``people`` and the digests ``keys`` (locked on PostgreSQL)."""
+        names = sorted(people)
+        for start in range(0, len(names), _CHUNK):
+            query = select(pacing).where(pacing.c.person_id.in_(names[start : start + _CHUNK]))
+            for row in self.conn.execute(query.with_for_update() if self.lock else query):
+                bucket = (row.person_id, row.channel, row.lane)
+                self.tats[bucket] = row.tat
+                self.known_tats.add(bucket)
+        wanted = sorted(keys)
+        digest_ids: list[str] = []
+        for start in range(0, len(wanted), _CHUNK):
+            query = select(bundles).where(bundles.c.key.in_(wanted[start : start + _CHUNK]))
+            result = self.conn.execute(query.with_for_update() if self.lock else query)
+            for mapping in result.mappings():
+                state = dict(mapping)
+                self.bundles[state["key"]] = state
+                self.known_bundles.add(state["key"])
+                if self.joinable(state):
+                    digest_ids.append(state["notification_id"])
+        for start in range(0, len(digest_ids), _CHUNK):
+            for digest_id, details in self.conn.execute(
+                select(notifications.c.id, notifications.c.details).where(
+                    notifications.c.id.in_(digest_ids[start : start + _CHUNK])
+                )
+            ):
+                self.digests[digest_id] = _Digest(digest_id, dict(details or {}), new=False)
 
-    def set_tat(self, key: tuple[str, str, str], value: datetime) -> None:
-        self.tats[key] = value
-        self.dirty_tats.add(key)
+    def tat(self, bucket: Bucket) -> datetime | None:
+        return self.tats.get(bucket)
 
-    # --- digests --------------------------------------------------------------------------
+    def set_tat(self, bucket: Bucket, value: datetime) -> None:
+        self.tats[bucket] = value
+        self.dirty_tats.add(bucket)
 
-    def bundle(self, key: str) -> dict[str, Any] | None:
-        if key not in self.bundles:
-            query = select(bundles).where(bundles.c.key == key)
-            row = self.conn.execute(query.with_for_update() if self.lock else query)
-            found = row.mappings().first()
-            self.bundles[key] = dict(found) if found is not None else None
-        return self.bundles[key]
+    def joinable(self, state: dict[str, Any] | None) -> bool:
+        return (
+            state is not None
+            and state["notification_id"] is not None
+            and state["due_at"] is not None
+            and state["due_at"] > self.now + DIGEST_MARGIN
+        )
+
+    # --- deciding ---------------------------------------------------------------------------
 
     def join(
         self,
@@ -115,27 +179,28 @@ class _Gate:
         labels: dict[str, str] | None = None,
     ) -> None:
         """Make ``intent`` a member of the recipient's open digest ``key``, or of a new one."""
-        state = self.bundle(key)
-        open_ = (
-            state is not None
-            and state["notification_id"] is not None
-            and state["due_at"] is not None
-            and state["due_at"] > self.now + DIGEST_MARGIN
-        )
-        if state is not None and open_:
-            digest = self.digest(state["notification_id"])
+        state = self.bundles.get(key)
+        if self.joinable(state):
+            assert state is not None
+            digest = self.digests[state["notification_id"]]
         else:
             at = due(state)
-            channel = intent.recipient.contact.channel.value
+            person, channel = intent.recipient.person.id, intent.recipient.contact.channel.value
             limit = self.config.limit_for(channel)
-            if limit is not None:  # the digest is a message too: it waits for budget
-                bucket = (intent.recipient.person.id, channel, "normal")
-                at = next_admitted(self.tat(bucket), at, limit)
+            if limit is not None:  # a digest is a message too: it waits for budget
+                bucket = (person, channel, "normal")
+                admitted = next_admitted(self.tat(bucket), at, limit)
+                if admitted > at and reason != BundleReason.THROTTLED:
+                    # The budget is short: rather than queue another digest behind it, join
+                    # the recipient's throttled digest.
+                    self.throttle(intent)
+                    return
+                at = admitted
                 self.set_tat(bucket, admit(self.tat(bucket), at, limit)[1])
             digest = self.create(intent, reason, at, labels)
-            state = {
+            self.bundles[key] = {
                 "key": key,
-                "person_id": intent.recipient.person.id,
+                "person_id": person,
                 "channel": channel,
                 "reason": reason,
                 "labels": labels,
@@ -143,24 +208,22 @@ class _Gate:
                 "due_at": at,
                 "last_flush_at": at if reason == BundleReason.GROUPED else None,
             }
-            self.bundles[key] = state
             self.dirty_bundles.add(key)
         items = digest.details["items"]
         if len(items) < MAX_LISTED:
             items.append(_item(intent))
         digest.details["count"] += 1
-        self.members.append(
-            {"b_id": intent.id, "b_reason": reason, "b_note": f"in digest {digest.id}"}
-        )
-        self.outcome.bundled[reason] = self.outcome.bundled.get(reason, 0) + 1
+        self.outcome.decisions[intent.id] = Decision(reason, digest.id)
 
-    def digest(self, digest_id: str) -> _Digest:
-        if digest_id not in self.digests:
-            details = self.conn.scalar(
-                select(notifications.c.details).where(notifications.c.id == digest_id)
-            )
-            self.digests[digest_id] = _Digest(digest_id, dict(details or {}), new=False)
-        return self.digests[digest_id]
+    def throttle(self, intent: Intent) -> None:
+        """Put ``intent`` in the recipient's throttled digest (due when budget allows)."""
+        person, channel = intent.recipient.person.id, intent.recipient.contact.channel.value
+        self.join(
+            intent,
+            bundle_key(person, channel, BundleReason.THROTTLED),
+            BundleReason.THROTTLED,
+            lambda _: self.now,  # join() moves it to when the budget allows one more message
+        )
 
     def create(
         self, intent: Intent, reason: str, at: datetime, labels: dict[str, str] | None
@@ -174,79 +237,115 @@ class _Gate:
             DIGEST_TEMPLATE,
             Clearance.PUBLIC,  # a digest lists summaries, never confidential details
         )
-        digest = _Digest(
-            uuid.uuid4().hex,
-            {
-                "reason": reason,
-                "group": labels,
-                "due_at": at.isoformat(),
-                "count": 0,
-                "items": [],
-            },
-            new=True,
-        )
         alert = intent.transition.alert
+        digest_id = uuid.uuid4().hex
         row = notification_row(
-            digest.id,
+            digest_id,
             alert_id=alert.id,
             occurrence=alert.occurrence,
             kind="digest",
             event_key=intent.transition.event_key,
             recipient=recipient,
             now=self.now,
+            created_at=intent.created_at,
         )
         row["next_attempt_at"] = at
-        row["details"] = digest.details
-        self.conn.execute(insert(notifications).values(**row))
-        self.digests[digest.id] = digest
+        details: dict[str, Any] = {
+            "reason": reason,
+            "group": labels,
+            "due_at": at.isoformat(),
+            "count": 0,
+            "items": [],
+        }
+        digest = _Digest(digest_id, details, new=True, row=row)
+        self.digests[digest_id] = digest
         self.outcome.digests += 1
         return digest
 
-    # --- writing --------------------------------------------------------------------------
+    # --- writing ----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        if self.members:
-            self.conn.execute(
-                update(notifications)
-                .where(notifications.c.id == bindparam("b_id"))
-                .values(
-                    status="bundled",
-                    error_reason=bindparam("b_reason"),
-                    last_error=bindparam("b_note"),
-                ),
-                self.members,
-            )
-        for digest in self.digests.values():
-            self.conn.execute(
-                update(notifications)
-                .where(notifications.c.id == digest.id)
-                .values(details=digest.details)
-            )
-        for key in self.dirty_tats:
-            value = self.tats[key]
-            assert value is not None
-            found = self.conn.execute(
-                update(pacing)
-                .where(
-                    pacing.c.person_id == key[0],
-                    pacing.c.channel == key[1],
-                    pacing.c.lane == key[2],
-                )
-                .values(tat=value)
-            ).rowcount
-            if not found:
-                self.conn.execute(
-                    insert(pacing).values(person_id=key[0], channel=key[1], lane=key[2], tat=value)
-                )
-        for name in self.dirty_bundles:
-            state = self.bundles[name]
-            assert state is not None
-            values = {k: v for k, v in state.items() if k != "key"}
-            found = self.conn.execute(
-                update(bundles).where(bundles.c.key == name).values(**values)
-            ).rowcount
-            if not found:
-                self.conn.execute(insert(bundles).values(key=name, **values))
+        new = [d for d in self.digests.values() if d.new and d.row is not None]
+        _INSERT_DIGESTS.run(self.conn, [{**d.row, "details": d.details} for d in new if d.row])
+        _UPDATE_DETAILS.run(
+            self.conn,
+            [
+                {"b_id": d.id, "b_details": d.details}
+                for d in self.digests.values()
+                if not d.new and d.details.get("count")
+            ],
+        )
+        tats = [
+            {"b_person": b[0], "b_channel": b[1], "b_lane": b[2], "b_tat": self.tats[b]}
+            for b in self.dirty_tats
+        ]
+        _UPDATE_TATS.run(self.conn, [t for t in tats if _bucket(t) in self.known_tats])
+        _INSERT_TATS.run(
+            self.conn,
+            [
+                {
+                    "person_id": t["b_person"],
+                    "channel": t["b_channel"],
+                    "lane": t["b_lane"],
+                    "tat": t["b_tat"],
+                }
+                for t in tats
+                if _bucket(t) not in self.known_tats
+            ],
+        )
+        states = [self.bundles[k] for k in self.dirty_bundles]
+        _UPDATE_BUNDLES.run(
+            self.conn,
+            [
+                {f"b_{k}": v for k, v in s.items()}
+                for s in states
+                if s is not None and s["key"] in self.known_bundles
+            ],
+        )
+        _INSERT_BUNDLES.run(
+            self.conn,
+            [s for s in states if s is not None and s["key"] not in self.known_bundles],
+        )
+
+
+def _bucket(row: dict[str, Any]) -> Bucket:
+    return (row["b_person"], row["b_channel"], row["b_lane"])
+
+
+def _types(table: Any, prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}{c.name}": c.type for c in table.columns}
+
+
+_INSERT_DIGESTS = Bulk(insert(notifications), _types(notifications))
+_UPDATE_DETAILS = Bulk(
+    update(notifications)
+    .where(notifications.c.id == bindparam("b_id"))
+    .values(details=bindparam("b_details")),
+    {"b_id": notifications.c.id.type, "b_details": notifications.c.details.type},
+)
+_UPDATE_TATS = Bulk(
+    update(pacing)
+    .where(
+        pacing.c.person_id == bindparam("b_person"),
+        pacing.c.channel == bindparam("b_channel"),
+        pacing.c.lane == bindparam("b_lane"),
+    )
+    .values(tat=bindparam("b_tat")),
+    {
+        "b_person": pacing.c.person_id.type,
+        "b_channel": pacing.c.channel.type,
+        "b_lane": pacing.c.lane.type,
+        "b_tat": pacing.c.tat.type,
+    },
+)
+_INSERT_TATS = Bulk(insert(pacing), _types(pacing))
+_UPDATE_BUNDLES = Bulk(
+    update(bundles)
+    .where(bundles.c.key == bindparam("b_key"))
+    .values({c.name: bindparam(f"b_{c.name}") for c in bundles.columns if c.name != "key"}),
+    _types(bundles, "b_"),
+)
+_INSERT_BUNDLES = Bulk(insert(bundles), _types(bundles))
 
 
 def gate_batch(
@@ -256,35 +355,38 @@ def gate_batch(
     config: FatigueConfig,
     *,
     lock: bool,
+    skip: frozenset[str] = frozenset(),
 ) -> GateOutcome:
-    """Decide, for every pending notification an alert's firing or resolve caused in this
-    batch, whether it goes now or into a digest; write the decisions."""
+    """Decide, for every notification an alert's firing or resolve causes in this batch
+    (except those of the alerts in ``skip``, which are held), whether it goes now or into a
+    digest; write the digests and the recipients' buckets. The caller writes the
+    notifications with the returned decisions."""
     if not config.may_bundle(any(i.recipient.person.quiet_hours for i in intents)):
         return GateOutcome()
     candidates = [
         i
         for i in intents
-        if i.transition.event.type == ALERT_TYPE and i.transition.effect in _EFFECTS
+        if i.transition.event.type == ALERT_TYPE
+        and i.transition.effect in _EFFECTS
+        and i.transition.alert.id not in skip
     ]
     if not candidates:
         return GateOutcome()
-    pending: set[str] = set()
-    ids = [i.id for i in candidates]
-    for start in range(0, len(ids), 500):
-        pending.update(
-            conn.scalars(
-                select(notifications.c.id).where(
-                    notifications.c.id.in_(ids[start : start + 500]),
-                    notifications.c.status == "pending",
-                )
-            )
-        )
     # Critical alerts first: when the budget is short, they take it.
-    ordered = sorted(
-        (i for i in candidates if i.id in pending),
-        key=lambda i: i.transition.event.severity.value != "critical",
-    )
+    ordered = sorted(candidates, key=lambda i: i.transition.event.severity.value != "critical")
     gate = _Gate(conn, config, now, lock)
+    people: set[str] = set()
+    keys: set[str] = set()
+    for intent in ordered:
+        person = intent.recipient.person.id
+        channel = intent.recipient.contact.channel.value
+        people.add(person)
+        keys.add(bundle_key(person, channel, BundleReason.THROTTLED))
+        keys.add(bundle_key(person, channel, BundleReason.QUIET))
+        if config.grouping is not None:
+            labels = intent.transition.event.labels
+            keys.add(group_key(person, channel, labels, config.grouping.by)[0])
+    gate.preload(people, keys)
     for intent in ordered:
         _decide(gate, intent)
     gate.flush()
@@ -336,12 +438,7 @@ def _decide(gate: _Gate, intent: Intent) -> None:
         if ok:
             gate.set_tat(lane, tat)
             return
-    gate.join(
-        intent,
-        bundle_key(person.id, channel, BundleReason.THROTTLED),
-        BundleReason.THROTTLED,
-        lambda _: now,  # join() moves it to when the budget allows one more message
-    )
+    gate.throttle(intent)
 
 
 def _item(intent: Intent) -> dict[str, Any]:

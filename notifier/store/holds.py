@@ -45,6 +45,7 @@ __all__ = [
     "firing_alerts",
     "hold_batch",
     "judge",
+    "judge_batch",
     "load_silences",
     "open_holds",
     "reconsider",
@@ -158,8 +159,7 @@ def covering_silence(
 def _recent_changes(
     conn: Connection, alert_ids: Sequence[str], now: datetime, policy: FlapPolicy | None
 ) -> dict[str, int]:
-    """Firing/resolved changes of these alerts within the flapping window (this batch's
-    included: its timeline entries are written already)."""
+    """Firing/resolved changes of these alerts on the timeline within the flapping window."""
     if policy is None or not alert_ids:
         return {}
     counts: dict[str, int] = {}
@@ -292,40 +292,71 @@ def hold(conn: Connection, alert_id: str, occurrence: int, cause: Cause, now: da
     return max(held, 0)
 
 
-def hold_batch(
+def judge_batch(
     conn: Connection,
     transitions: Sequence[Transition],
     now: datetime,
     rules: Sequence[InhibitRule],
     flapping: FlapPolicy | None = None,
-) -> HoldOutcome:
-    """After a batch's writes: hold its newly firing alerts that a silence covers, that flap,
-    or that an inhibiting alert covers (in that order of precedence); settle the held ones
-    it resolves; and reconsider what the alerts it resolves were inhibiting."""
-    outcome = HoldOutcome()
+) -> dict[tuple[str, int], Cause]:
+    """Before a batch's writes: which of its newly firing alerts a silence covers, which
+    flap, and which an inhibiting alert covers (in that order of precedence)."""
     alerts_only = [t for t in transitions if t.event.type == ALERT_TYPE]
     firing = [t for t in alerts_only if t.effect is Effect.FIRING]
+    if not firing:
+        return {}
+    active = load_silences(conn, now)
+    sources = firing_alerts(conn, rules) if rules else []
+    if rules:
+        # The batch's own changes count: what it resolves stops inhibiting, what it fires
+        # starts (the store does not show them yet).
+        last = {t.alert.id: t for t in alerts_only}
+        sources = [s for s in sources if s.id not in last]
+        sources += [
+            FiringAlert(t.alert.id, _labels(t)) for t in last.values() if t.effect is Effect.FIRING
+        ]
+    refired = [t for t in firing if t.alert.occurrence > 1] if flapping else []
+    if not (active or sources or refired):
+        return {}
+    refired_ids = {t.alert.id for t in refired}
+    flaps = _recent_changes(conn, sorted(refired_ids), now, flapping)
+    for t in alerts_only:  # this batch's changes are not on the timeline yet
+        if t.alert.id in refired_ids:
+            flaps[t.alert.id] = flaps.get(t.alert.id, 0) + 1
+    judged: dict[tuple[str, int], Cause] = {}
+    for t in firing:
+        labels = _labels(t)
+        cause = covering_silence(t.alert.id, labels, now, active)
+        changes = flaps.get(t.alert.id, 0)
+        if cause is None and flapping is not None and flapping.is_flapping(changes):
+            cause = Cause(FLAPPING, t.alert.id, flapping.describe(changes))
+        if cause is None:
+            cause = judge(t.alert.id, labels, now, (), rules, sources)
+        if cause is not None:
+            judged[(t.alert.id, t.alert.occurrence)] = cause
+    return judged
+
+
+def _labels(t: Transition) -> dict[str, str]:
+    return alert_labels(t.event.labels.get("alertname", ""), t.event.severity.value, t.event.labels)
+
+
+def hold_batch(
+    conn: Connection,
+    transitions: Sequence[Transition],
+    now: datetime,
+    rules: Sequence[InhibitRule],
+    judged: Mapping[tuple[str, int], Cause],
+) -> HoldOutcome:
+    """After a batch's writes: hold what :func:`judge_batch` found, settle the held alerts
+    the batch resolves, and reconsider what the alerts it resolves were inhibiting."""
+    outcome = HoldOutcome()
+    alerts_only = [t for t in transitions if t.event.type == ALERT_TYPE]
     resolved = [t for t in alerts_only if t.effect is Effect.RESOLVED]
-    if firing:
-        active = load_silences(conn, now)
-        sources = firing_alerts(conn, rules) if rules else []
-        refired = [t for t in firing if t.alert.occurrence > 1] if flapping else []
-        if active or sources or refired:
-            flaps = _recent_changes(conn, [t.alert.id for t in refired], now, flapping)
-            for t in firing:
-                labels = alert_labels(
-                    t.event.labels.get("alertname", ""), t.event.severity.value, t.event.labels
-                )
-                cause = covering_silence(t.alert.id, labels, now, active)
-                changes = flaps.get(t.alert.id, 0)
-                if cause is None and flapping is not None and flapping.is_flapping(changes):
-                    cause = Cause(FLAPPING, t.alert.id, flapping.describe(changes))
-                if cause is None:
-                    cause = judge(t.alert.id, labels, now, (), rules, sources)
-                if cause is not None:
-                    hold(conn, t.alert.id, t.alert.occurrence, cause, now)
-                    outcome.held += 1
-                    outcome.reasons[cause.reason] = outcome.reasons.get(cause.reason, 0) + 1
+    for (alert_id, occurrence), cause in judged.items():
+        hold(conn, alert_id, occurrence, cause, now)
+        outcome.held += 1
+        outcome.reasons[cause.reason] = outcome.reasons.get(cause.reason, 0) + 1
     if resolved:
         held = open_holds(conn, (t.alert.id for t in resolved))
         for t in resolved:

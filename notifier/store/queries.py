@@ -63,6 +63,14 @@ def counts(db: Database) -> dict[str, int]:
             select(notifications.c.status, func.count()).group_by(notifications.c.status)
         ):
             result[f"notifications_{status}"] = n
+        result["digests_pending"] = (
+            conn.scalar(
+                select(func.count()).where(
+                    notifications.c.kind == "digest", notifications.c.status == "pending"
+                )
+            )
+            or 0
+        )
     for status in ("pending", "sent", "failed"):
         result.setdefault(f"notifications_{status}", 0)
     return result
