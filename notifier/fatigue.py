@@ -51,6 +51,7 @@ __all__ = [
     "QuietHours",
     "RateLimit",
     "admit",
+    "group_due",
     "group_key",
     "next_admitted",
     "quiet_until",
@@ -162,6 +163,13 @@ class FatigueConfig(BaseModel):
     def groups(self, severity: str) -> bool:
         """Whether alerts of ``severity`` are grouped."""
         return self.grouping is not None and severity in self.grouping.severities
+
+
+def group_due(now: datetime, last_flush: datetime | None, grouping: Grouping) -> datetime:
+    """When a group's next digest goes out if an alert joins it at ``now``: ``wait`` after
+    the alert for a new group, and never sooner than ``interval`` after the last one."""
+    first = now + grouping.wait
+    return first if last_flush is None else max(first, last_flush + grouping.interval)
 
 
 def admit(tat: datetime | None, at: datetime, limit: RateLimit) -> tuple[bool, datetime]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from notifier.app import Engine, load_configuration
@@ -343,10 +344,15 @@ async def test_two_instances_on_postgresql_share_the_work_exactly_once(
 ) -> None:
     """Two engines in one group on one PostgreSQL store: a rebalance mid-stream, no doubles."""
     settings = make_settings(broker, smtp_settings, tmp_path)
+    # Every page counted one by one: the shipped routing without grouping and rate limits.
+    routing = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
+    routing.pop("fatigue")
+    (tmp_path / "routing.yaml").write_text(yaml.safe_dump(routing))
     settings = settings.model_copy(
         update={
             "store": StoreSettings(url=postgres_url),
             "kafka": settings.kafka.model_copy(update={"partitions": 4, "max_batch": 20}),
+            "routing_file": tmp_path / "routing.yaml",
         }
     )
     k = settings.kafka

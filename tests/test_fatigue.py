@@ -23,6 +23,7 @@ from notifier.fatigue import (
     QuietHours,
     RateLimit,
     admit,
+    group_due,
     next_admitted,
     quiet_until,
 )
@@ -348,3 +349,35 @@ def test_quiet_hours_end_is_the_next_local_end_time(
     local = until.astimezone(until.tzinfo)
     assert (local.hour, local.minute) >= (end.hour, end.minute)
     assert quiet_until(until, zone, quiet) is None  # the window is over at its end
+
+
+groupings = st.builds(
+    Grouping,
+    wait=st.integers(0, 600).map(lambda s: timedelta(seconds=s)),
+    interval=st.integers(1, 3600).map(lambda s: timedelta(seconds=s)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(grouping=groupings, gaps=st.lists(st.integers(0, 900), min_size=1, max_size=60))
+def test_group_digests_wait_and_keep_their_interval(grouping: Grouping, gaps: list[int]) -> None:
+    """Alerts joining one group at arbitrary times: a digest never goes out before the wait
+    after the alert that opened it, consecutive digests are at least the interval apart,
+    and every alert is in a digest due no later than wait + interval after it arrived."""
+    now = T0
+    last: datetime | None = None
+    open_until: datetime | None = None
+    flushes: list[datetime] = []
+    for gap in gaps:
+        now += timedelta(seconds=gap)
+        if open_until is not None and open_until > now:
+            due = open_until  # joins the digest being collected
+        else:
+            due = group_due(now, last, grouping)
+            assert due >= now + grouping.wait
+            if last is not None:
+                assert due - last >= grouping.interval
+            last = open_until = due
+            flushes.append(due)
+        assert due - now <= grouping.wait + grouping.interval
+    assert flushes == sorted(flushes)

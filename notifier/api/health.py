@@ -94,8 +94,10 @@ class StoreCollector(Collector):
         yield sent
         suppressed = GaugeMetricFamily(
             "notifier_suppressed_notifications",
-            "Notifications not sent because a control held them (state held: may still go "
-            "out when the cause ends; suppressed: never will)",
+            "Notifications not sent alone because a control held them back, by reason "
+            "(silenced, inhibited, flapping, grouped, throttled, quiet) and state (held: may "
+            "still go out when the cause ends; suppressed: never will; bundled: listed in a "
+            "digest instead)",
             labels=["reason", "state"],
         )
         for (reason, status), n in snap["suppressed"].items():

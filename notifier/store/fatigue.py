@@ -34,6 +34,7 @@ from notifier.fatigue import (
     FatigueConfig,
     admit,
     bundle_key,
+    group_due,
     group_key,
     next_admitted,
     quiet_until,
@@ -416,12 +417,11 @@ def _decide(gate: _Gate, intent: Intent) -> None:
     if grouping is not None and config.groups(severity):
         key, values = group_key(person.id, channel, intent.transition.event.labels, grouping.by)
 
-        def group_due(state: dict[str, Any] | None) -> datetime:
-            first = now + grouping.wait
+        def due(state: dict[str, Any] | None) -> datetime:
             last = state["last_flush_at"] if state is not None else None
-            return first if last is None else max(first, last + grouping.interval)
+            return group_due(now, last, grouping)
 
-        gate.join(intent, key, BundleReason.GROUPED, group_due, values)
+        gate.join(intent, key, BundleReason.GROUPED, due, values)
         return
     limit = config.limit_for(channel)
     if limit is None:

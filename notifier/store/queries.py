@@ -178,7 +178,7 @@ def metrics_snapshot(db: Database) -> dict[str, Any]:
             (reason or "other", status): n
             for reason, status, n in conn.execute(
                 select(notifications.c.error_reason, notifications.c.status, func.count())
-                .where(notifications.c.status.in_(("held", "suppressed")))
+                .where(notifications.c.status.in_(("held", "suppressed", "bundled")))
                 .group_by(notifications.c.error_reason, notifications.c.status)
             )
         }
