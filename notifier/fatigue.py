@@ -8,7 +8,7 @@ Configured under ``fatigue`` in the routing file (all optional)::
         wait: PT30S                   # a new group waits this long before its first message
         interval: PT5M                # then changes go out at most this often
         severities: [warning, info]   # which alerts are grouped (default: all)
-      rate_limits:                    # token buckets per recipient and channel
+      rate_limits:                    # token buckets per contact address and channel
         - {channel: email, count: 20, per: PT1H, burst: 10}
         - {channel: slack, count: 60, per: PT1H, burst: 20}
       critical_ceiling: {count: 60, per: PT1H, burst: 30}

@@ -104,7 +104,13 @@ class _Digest:
     row: dict[str, Any] | None = None
 
 
-Bucket = tuple[str, str, str]  # person id, channel, lane
+Bucket = tuple[str, str, str]  # contact address, channel, lane
+
+
+def _address(intent: Intent) -> str:
+    """Whose budget a message spends: its address on its channel. A Slack channel or a
+    webhook endpoint that several people reach shares one budget."""
+    return intent.recipient.contact.address
 
 
 class _Gate:
@@ -126,13 +132,13 @@ class _Gate:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def preload(self, people: set[str], keys: set[str]) -> None:
-        """Read the buckets of ``people`` and the digests ``keys`` (locked on PostgreSQL)."""
-        names = sorted(people)
+    def preload(self, addresses: set[str], keys: set[str]) -> None:
+        """Read the buckets of ``addresses`` and the digests ``keys`` (locked on PostgreSQL)."""
+        names = sorted(addresses)
         for start in range(0, len(names), _CHUNK):
-            query = select(pacing).where(pacing.c.person_id.in_(names[start : start + _CHUNK]))
+            query = select(pacing).where(pacing.c.recipient.in_(names[start : start + _CHUNK]))
             for row in self.conn.execute(query.with_for_update() if self.lock else query):
-                bucket = (row.person_id, row.channel, row.lane)
+                bucket = (row.recipient, row.channel, row.lane)
                 self.tats[bucket] = row.tat
                 self.known_tats.add(bucket)
         wanted = sorted(keys)
@@ -189,7 +195,7 @@ class _Gate:
             person, channel = intent.recipient.person.id, intent.recipient.contact.channel.value
             limit = self.config.limit_for(channel)
             if limit is not None:  # a digest is a message too: it waits for budget
-                bucket = (person, channel, "normal")
+                bucket = (_address(intent), channel, "normal")
                 admitted = next_admitted(self.tat(bucket), at, limit)
                 if admitted > at and reason != BundleReason.THROTTLED:
                     # The budget is short: rather than queue another digest behind it, join
@@ -277,7 +283,7 @@ class _Gate:
             ],
         )
         tats = [
-            {"b_person": b[0], "b_channel": b[1], "b_lane": b[2], "b_tat": self.tats[b]}
+            {"b_recipient": b[0], "b_channel": b[1], "b_lane": b[2], "b_tat": self.tats[b]}
             for b in self.dirty_tats
         ]
         _UPDATE_TATS.run(self.conn, [t for t in tats if _bucket(t) in self.known_tats])
@@ -285,7 +291,7 @@ class _Gate:
             self.conn,
             [
                 {
-                    "person_id": t["b_person"],
+                    "recipient": t["b_recipient"],
                     "channel": t["b_channel"],
                     "lane": t["b_lane"],
                     "tat": t["b_tat"],
@@ -310,7 +316,7 @@ class _Gate:
 
 
 def _bucket(row: dict[str, Any]) -> Bucket:
-    return (row["b_person"], row["b_channel"], row["b_lane"])
+    return (row["b_recipient"], row["b_channel"], row["b_lane"])
 
 
 def _types(table: Any, prefix: str = "") -> dict[str, Any]:
@@ -327,13 +333,13 @@ _UPDATE_DETAILS = Bulk(
 _UPDATE_TATS = Bulk(
     update(pacing)
     .where(
-        pacing.c.person_id == bindparam("b_person"),
+        pacing.c.recipient == bindparam("b_recipient"),
         pacing.c.channel == bindparam("b_channel"),
         pacing.c.lane == bindparam("b_lane"),
     )
     .values(tat=bindparam("b_tat")),
     {
-        "b_person": pacing.c.person_id.type,
+        "b_recipient": pacing.c.recipient.type,
         "b_channel": pacing.c.channel.type,
         "b_lane": pacing.c.lane.type,
         "b_tat": pacing.c.tat.type,
@@ -376,18 +382,18 @@ def gate_batch(
     # Critical alerts first: when the budget is short, they take it.
     ordered = sorted(candidates, key=lambda i: i.transition.event.severity.value != "critical")
     gate = _Gate(conn, config, now, lock)
-    people: set[str] = set()
+    addresses: set[str] = set()
     keys: set[str] = set()
     for intent in ordered:
         person = intent.recipient.person.id
         channel = intent.recipient.contact.channel.value
-        people.add(person)
+        addresses.add(_address(intent))
         keys.add(bundle_key(person, channel, BundleReason.THROTTLED))
         keys.add(bundle_key(person, channel, BundleReason.QUIET))
         if config.grouping is not None:
             labels = intent.transition.event.labels
             keys.add(group_key(person, channel, labels, config.grouping.by)[0])
-    gate.preload(people, keys)
+    gate.preload(addresses, keys)
     for intent in ordered:
         _decide(gate, intent)
     gate.flush()
@@ -426,14 +432,14 @@ def _decide(gate: _Gate, intent: Intent) -> None:
     limit = config.limit_for(channel)
     if limit is None:
         return
-    bucket = (person.id, channel, "normal")
+    bucket = (_address(intent), channel, "normal")
     ok, tat = admit(gate.tat(bucket), now, limit)
     if ok:
         gate.set_tat(bucket, tat)
         return
     ceiling = config.critical_ceiling
     if severity == "critical" and ceiling is not None:
-        lane = (person.id, channel, "critical")
+        lane = (_address(intent), channel, "critical")
         ok, tat = admit(gate.tat(lane), now, ceiling)
         if ok:
             gate.set_tat(lane, tat)
@@ -494,7 +500,9 @@ def explain(
         return None
     tat = conn.scalar(
         select(pacing.c.tat).where(
-            pacing.c.person_id == person.id, pacing.c.channel == channel, pacing.c.lane == "normal"
+            pacing.c.recipient == recipient.contact.address,
+            pacing.c.channel == channel,
+            pacing.c.lane == "normal",
         )
     )
     if admit(tat, now, limit)[0]:
@@ -502,7 +510,7 @@ def explain(
     if severity == "critical" and config.critical_ceiling is not None:
         ceiling = conn.scalar(
             select(pacing.c.tat).where(
-                pacing.c.person_id == person.id,
+                pacing.c.recipient == recipient.contact.address,
                 pacing.c.channel == channel,
                 pacing.c.lane == "critical",
             )

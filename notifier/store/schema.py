@@ -318,12 +318,13 @@ audit_log = Table(
 )
 Index("ix_audit_log_at", audit_log.c.at)
 
-# Rate-limit buckets (GCRA: one theoretical arrival time per recipient, channel and lane:
-# "normal" for the channel's limit, "critical" for the ceiling critical alerts may use).
+# Rate-limit buckets (GCRA: one theoretical arrival time per contact address, channel and
+# lane: "normal" for the channel's limit, "critical" for the ceiling critical alerts may use).
+# Keyed by address, so a Slack channel or webhook endpoint several people reach shares one.
 pacing = Table(
     "pacing",
     metadata,
-    Column("person_id", String(64), primary_key=True),
+    Column("recipient", String(320), primary_key=True),
     Column("channel", String(16), primary_key=True),
     Column("lane", String(16), primary_key=True),
     Column("tat", UTCDateTime, nullable=False),

@@ -58,11 +58,11 @@ def upgrade() -> None:
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_table(
         "pacing",
-        sa.Column("person_id", sa.String(64), nullable=False),
+        sa.Column("recipient", sa.String(320), nullable=False),
         sa.Column("channel", sa.String(16), nullable=False),
         sa.Column("lane", sa.String(16), nullable=False),
         sa.Column("tat", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("person_id", "channel", "lane", name="pk_pacing"),
+        sa.PrimaryKeyConstraint("recipient", "channel", "lane", name="pk_pacing"),
     )
     op.create_table(
         "bundles",
