@@ -35,13 +35,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from notifier.events import Severity
+
+if TYPE_CHECKING:
+    from notifier.directory import Person
 
 __all__ = [
     "DIGEST_TEMPLATE",
@@ -159,6 +162,15 @@ class FatigueConfig(BaseModel):
     def may_bundle(self, anyone_has_quiet_hours: bool) -> bool:
         """Whether any message can end up in a digest."""
         return bool(self.grouping or self.rate_limits or anyone_has_quiet_hours)
+
+    def quiet_until(self, person: Person, severity: str, now: datetime) -> datetime | None:
+        """When ``person``'s quiet hours end, if they hold a ``severity`` alert at ``now``
+        (never for critical ones); else None."""
+        if person.quiet_hours is None or severity == "critical":
+            return None
+        if severity not in self.quiet_severities:
+            return None
+        return quiet_until(now, person.timezone, person.quiet_hours)
 
     def groups(self, severity: str) -> bool:
         """Whether alerts of ``severity`` are grouped."""

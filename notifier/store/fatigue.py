@@ -37,7 +37,6 @@ from notifier.fatigue import (
     group_due,
     group_key,
     next_admitted,
-    quiet_until,
 )
 from notifier.intents import Intent
 from notifier.routing import Clearance, Recipient
@@ -405,20 +404,11 @@ def _decide(gate: _Gate, intent: Intent) -> None:
     person = intent.recipient.person
     channel = intent.recipient.contact.channel.value
     severity = intent.transition.event.severity.value
-    if person.quiet_hours is not None and severity != "critical":
-        until = (
-            quiet_until(now, person.timezone, person.quiet_hours)
-            if severity in config.quiet_severities
-            else None
-        )
-        if until is not None:
-            gate.join(
-                intent,
-                bundle_key(person.id, channel, BundleReason.QUIET),
-                BundleReason.QUIET,
-                lambda _: until,
-            )
-            return
+    until = config.quiet_until(person, severity, now)
+    if until is not None:
+        key = bundle_key(person.id, channel, BundleReason.QUIET)
+        gate.join(intent, key, BundleReason.QUIET, lambda _: until)
+        return
     grouping = config.grouping
     if grouping is not None and config.groups(severity):
         key, values = group_key(person.id, channel, intent.transition.event.labels, grouping.by)
@@ -474,16 +464,9 @@ def explain(
     recipient's bucket and open digests."""
     person = recipient.person
     channel = recipient.contact.channel.value
-    if person.quiet_hours is not None and severity != "critical":
-        until = (
-            quiet_until(now, person.timezone, person.quiet_hours)
-            if severity in config.quiet_severities
-            else None
-        )
-        if until is not None:
-            return (
-                f"quiet hours: in the morning digest at {until:%Y-%m-%d %H:%M} ({person.timezone})"
-            )
+    until = config.quiet_until(person, severity, now)
+    if until is not None:
+        return f"quiet hours: in the morning digest at {until:%Y-%m-%d %H:%M} ({person.timezone})"
     grouping = config.grouping
     if grouping is not None and config.groups(severity):
         key, values = group_key(person.id, channel, labels, grouping.by)

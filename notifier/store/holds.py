@@ -260,16 +260,7 @@ def open_holds(conn: Connection, alert_ids: Iterable[str]) -> dict[tuple[str, in
 def hold(conn: Connection, alert_id: str, occurrence: int, cause: Cause, now: datetime) -> int:
     """Hold an occurrence: its pending notifications and timers wait; returns how many
     notifications were held."""
-    conn.execute(
-        insert(holds).values(
-            alert_id=alert_id,
-            occurrence=occurrence,
-            cause=cause.kind,
-            cause_id=cause.id,
-            detail=cause.detail,
-            held_at=now,
-        )
-    )
+    _record_hold(conn, alert_id, occurrence, cause, since=now)
     held = conn.execute(
         update(notifications)
         .where(
@@ -413,16 +404,8 @@ def reconsider(
         cause = judge(alert_id, labels, now, active, rules, sources)
         if cause is not None:
             _end(conn, hold_id, now, "moved")
-            conn.execute(
-                insert(holds).values(
-                    alert_id=alert_id,
-                    occurrence=occurrence,
-                    cause=cause.kind,
-                    cause_id=cause.id,
-                    detail=cause.detail,
-                    held_at=held_at,  # held since the first cause: timers keep their delay
-                )
-            )
+            # Held since the first cause: released timers keep the delay they had then.
+            _record_hold(conn, alert_id, occurrence, cause, since=held_at)
             conn.execute(
                 update(notifications)
                 .where(
@@ -504,6 +487,21 @@ def _lapse(conn: Connection, alert_id: str, occurrence: int, now: datetime) -> i
         .values(ended_at=now, outcome="lapsed")
     )
     return max(suppressed, 0)
+
+
+def _record_hold(
+    conn: Connection, alert_id: str, occurrence: int, cause: Cause, *, since: datetime
+) -> None:
+    conn.execute(
+        insert(holds).values(
+            alert_id=alert_id,
+            occurrence=occurrence,
+            cause=cause.kind,
+            cause_id=cause.id,
+            detail=cause.detail,
+            held_at=since,
+        )
+    )
 
 
 def _end(conn: Connection, hold_id: int, now: datetime, outcome: str) -> None:
