@@ -103,6 +103,24 @@ def write_config(tmp: Path, bootstrap: str, topic: str) -> Path:
     return path
 
 
+def drain_rate(proc: subprocess.Popen[bytes], db: Path, events: int) -> float:
+    """Wait until the engine ``proc`` has committed ``events`` offsets to the store ``db``;
+    return its rate in events/s, from the first committed batch to the last."""
+    first_t = first_n = None
+    while True:
+        n = sum(committed(db).values())
+        now = time.perf_counter()
+        if n and first_t is None:
+            first_t, first_n = now, n
+        if n >= events:
+            break
+        if proc.poll() is not None:
+            raise RuntimeError("notifier run exited early")
+        time.sleep(0.01)
+    assert first_t is not None and first_n is not None
+    return (n - first_n) / max(now - first_t, 1e-9)
+
+
 def committed(db: Path) -> dict[int, int]:
     """The offsets the engine has committed to its store, per partition."""
     try:
@@ -204,19 +222,7 @@ async def engine_run(
                 stderr=subprocess.DEVNULL,
             )
         try:
-            first_t = first_n = None
-            while True:
-                n = sum(committed(db).values())
-                now = time.perf_counter()
-                if n and first_t is None:
-                    first_t, first_n = now, n
-                if n >= events:
-                    break
-                if proc.poll() is not None:
-                    raise RuntimeError("notifier run exited early")
-                await asyncio.sleep(0.01)
-            assert first_t is not None and first_n is not None
-            throughput = (n - first_n) / (now - first_t)
+            throughput = await asyncio.to_thread(drain_rate, proc, db, events)
             with sqlite3.connect(db) as conn:
                 notes = conn.execute("select count(*) from notifications").fetchone()[0]
                 alerts = conn.execute("select count(*) from alerts").fetchone()[0]

@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 
 import orjson
 import yaml
-from pipeline import DRIVER_CPU, ENGINE_CPU, PARTITIONS, committed, write_config
+from pipeline import DRIVER_CPU, ENGINE_CPU, PARTITIONS, drain_rate, write_config
 
 from notifier.broker import EmbeddedBroker, ensure_topics, publish
 
@@ -103,21 +102,7 @@ def drain(bootstrap: str, topic: str, events: int, fatigue: bool) -> dict[str, A
         )
         os.sched_setaffinity(proc.pid, ENGINE_CPU)
         try:
-            first_t = first_n = None
-            while True:
-                n = sum(committed(db).values())
-                now = time.perf_counter()
-                if n and first_t is None:
-                    first_t, first_n = now, n
-                if n >= events:
-                    break
-                if proc.poll() is not None:
-                    raise RuntimeError("notifier run exited early")
-                time.sleep(0.01)
-            assert first_t is not None and first_n is not None
-            result: dict[str, Any] = {
-                "seconds_per_event": (now - first_t) / max(1, n - first_n),
-            }
+            result: dict[str, Any] = {"seconds_per_event": 1 / drain_rate(proc, db, events)}
             if fatigue:
                 result.update(received(db))
         finally:
