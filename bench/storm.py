@@ -121,7 +121,7 @@ def received(db: Path) -> dict[str, Any]:
             "group by person_id, channel, kind, status"
         ):
             key = f"{person}/{channel}"
-            if kind == "digest" or status == "pending":
+            if kind.startswith("digest:") or status == "pending":
                 alone[key] += n
             if kind in ("firing", "resolved"):
                 plain[key] += n

@@ -173,6 +173,8 @@ class Engine:
             config.router.config.inhibit_rules,
             self.clock,
             flapping=config.router.config.flapping,
+            fatigue=config.router.config.fatigue,
+            directory=config.directory,
             on_change=lambda _: self._wake_workers(),
             max_sleep=s.delivery.poll_interval_seconds * 30,
         )

@@ -7,6 +7,7 @@ Configured under ``fatigue`` in the routing file (all optional)::
         by: [network, alertname]      # labels that make a group (alertname, severity count)
         wait: PT30S                   # a new group waits this long before its first message
         interval: PT5M                # then changes go out at most this often
+        repeat: [PT4H, P1D]           # still firing: repeated after 4 h, then every day
         severities: [warning, info]   # which alerts are grouped (default: all)
       rate_limits:                    # token buckets per contact address and channel
         - {channel: email, count: 20, per: PT1H, burst: 10}
@@ -112,12 +113,26 @@ class Grouping(BaseModel):
     wait: timedelta = Field(default=timedelta(seconds=30), description="ISO 8601 or seconds")
     interval: timedelta = Field(default=timedelta(minutes=5), description="ISO 8601 or seconds")
     severities: tuple[Severity, ...] = _ALL_SEVERITIES
+    repeat: tuple[timedelta, ...] = Field(
+        default=(timedelta(hours=4), timedelta(days=1)),
+        description="a group still firing is repeated after each of these in turn (the last "
+        "one again and again); empty: never",
+    )
 
     @model_validator(mode="after")
     def _sane(self) -> Grouping:
         if self.wait < timedelta(0) or self.interval <= timedelta(0):
             raise ValueError("grouping wait must not be negative and interval must be positive")
+        if any(r <= timedelta(0) for r in self.repeat):
+            raise ValueError("grouping repeat intervals must be positive durations")
         return self
+
+    def repeat_after(self, repeats: int) -> timedelta | None:
+        """How long after its last message a group still firing is repeated, given how many
+        times it was repeated already (the backoff); None: never."""
+        if not self.repeat:
+            return None
+        return self.repeat[min(repeats, len(self.repeat) - 1)]
 
 
 class QuietHours(BaseModel):

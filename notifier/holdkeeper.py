@@ -1,5 +1,6 @@
-"""The hold keeper: applies silences when they start and releases alerts when they end, and
-pages flapping alerts once they have settled.
+"""The hold keeper: applies silences when they start and releases alerts when they end,
+pages flapping alerts once they have settled, and repeats groups that are still firing
+(``fatigue.grouping.repeat``).
 
 Silences created as active are applied at once, in the transaction that stores them (the API
 and the CLI do that). This worker covers time: a silence that starts later holds the alerts
@@ -16,10 +17,13 @@ from datetime import datetime
 import structlog
 
 from notifier.clock import Clock
+from notifier.directory import Directory
+from notifier.fatigue import FatigueConfig
 from notifier.flapping import FlapPolicy
 from notifier.inhibition import InhibitRule
 from notifier.silences import SilenceState
 from notifier.store import Database
+from notifier.store.fatigue import repeat_groups
 from notifier.store.holds import HoldOutcome, load_silences, release_quiet_flaps
 from notifier.store.silences import apply_silence, next_change, release_ended
 from notifier.worker import Wakeup, work_until_stopped
@@ -38,12 +42,16 @@ class HoldKeeper:
         rules: Sequence[InhibitRule],
         clock: Clock,
         flapping: FlapPolicy | None = None,
+        fatigue: FatigueConfig | None = None,
+        directory: Directory | None = None,
         on_change: Callable[[HoldOutcome], None] = lambda _: None,
         max_sleep: float = 60.0,
     ) -> None:
         self._db = db
         self._rules = tuple(rules)
         self._flapping = flapping
+        self._fatigue = fatigue
+        self._directory = directory
         self._clock = clock
         self._on_change = on_change
         self._max_sleep = max_sleep
@@ -71,13 +79,14 @@ class HoldKeeper:
     async def sweep(self) -> int:
         """Apply started silences and release ended ones; return 0 (one pass is enough)."""
         outcome = await asyncio.to_thread(self._sweep, self._clock.now())
-        if outcome.held or outcome.released or outcome.lapsed:
+        if outcome.held or outcome.released or outcome.lapsed or outcome.digests:
             log.info(
                 "holds.changed",
                 held=outcome.held,
                 released=outcome.released,
                 lapsed=outcome.lapsed,
                 notifications_released=outcome.notifications_released,
+                repeat_digests=outcome.digests,
             )
             self._on_change(outcome)
         return 0
@@ -91,6 +100,8 @@ class HoldKeeper:
                     self._applied.add(silence.id)
             outcome.add(release_ended(conn, now, self._rules))
             outcome.add(release_quiet_flaps(conn, now, self._rules, self._flapping))
+            if self._fatigue is not None and self._directory is not None:
+                outcome.digests += repeat_groups(conn, now, self._fatigue, self._directory)
         return outcome
 
     def _next_due(self) -> datetime | None:

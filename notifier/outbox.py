@@ -180,7 +180,7 @@ class Dispatcher:
         try:
             links = self._links(n) if self._links is not None else None
             # A digest lists several alerts: it opens no thread and rewrites no page.
-            threaded = n.channel == "slack" and n.kind != "digest"
+            threaded = n.channel == "slack" and split_kind(n.kind)[0] != "digest"
             thread = await asyncio.to_thread(self._thread, n) if threaded else None
             message = compose(
                 self._renderer, n, links=links, thread=thread, mention=self._mention(n)

@@ -76,7 +76,14 @@ class Story:
         self.clock = FakeClock(start)
         self.offset = 0
         self.scheduler = Scheduler(db, self.directory, DeliverySettings(), self.clock)
-        self.keeper = HoldKeeper(db, self.rules, self.clock, flapping=config.flapping)
+        self.keeper = HoldKeeper(
+            db,
+            self.rules,
+            self.clock,
+            flapping=config.flapping,
+            fatigue=config.fatigue,
+            directory=self.directory,
+        )
         self.processor = BatchProcessor(
             db, self.router, self.clock, group="g", topic="t", max_event_bytes=1 << 20
         )

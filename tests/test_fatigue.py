@@ -67,7 +67,9 @@ def digests(db: Database, person: str, channel: str = "email") -> list[dict[str,
         (
             r
             for r in rows(db)
-            if r["kind"] == "digest" and r["person_id"] == person and r["channel"] == channel
+            if r["kind"].startswith("digest:")
+            and r["person_id"] == person
+            and r["channel"] == channel
         ),
         key=lambda r: r["next_attempt_at"],
     )
@@ -242,7 +244,7 @@ async def test_storm_reaches_each_recipient_as_a_bounded_number_of_messages(
     held = [r for r in caused if r["status"] in ("held", "suppressed")]
     assert len(members) + len(alone) + len(held) == len(caused)
     listed: Counter[str] = Counter()
-    for d in (r for r in everything if r["kind"] == "digest"):
+    for d in (r for r in everything if r["kind"].startswith("digest:")):
         listed[d["id"]] = d["details"]["count"]
     in_digest = Counter(r["last_error"].removeprefix("in digest ") for r in members)
     assert in_digest == listed  # each member is counted by exactly the digest it names
@@ -251,7 +253,7 @@ async def test_storm_reaches_each_recipient_as_a_bounded_number_of_messages(
     plain: dict[tuple[str, str], int] = defaultdict(int)
     for r in everything:
         key = (r["person_id"], r["channel"])
-        if r["kind"] == "digest" or r["status"] == "pending":
+        if r["kind"].startswith("digest:") or r["status"] == "pending":
             received[key] += 1
         if r["kind"] in ("firing", "resolved"):
             plain[key] += 1
@@ -381,3 +383,42 @@ def test_group_digests_wait_and_keep_their_interval(grouping: Grouping, gaps: li
             flushes.append(due)
         assert due - now <= grouping.wait + grouping.interval
     assert flushes == sorted(flushes)
+
+
+async def test_a_group_still_firing_is_repeated_with_backoff(db: Database) -> None:
+    """Two warnings of one group stay open: after the first digest, the recipient hears of
+    them again after 4 hours, then after a day (not every 4 hours); a repeat lists only the
+    alerts still firing; a group with nothing firing is not repeated."""
+    story = Story(db, config=routing(GROUPING))
+    story.ingest(
+        alert_event("w1", severity="warning", name="PeerCountLow", instance="node-1"),
+        alert_event("w2", severity="warning", name="PeerCountLow", instance="node-2"),
+    )
+
+    def repeats() -> list[dict[str, Any]]:
+        return [d for d in digests(db, "ana.costa") if d["details"].get("repeat")]
+
+    await story.at(60 * 4 - 1)
+    assert repeats() == []
+    await story.at(60 * 4 + 1)
+    [first] = repeats()
+    assert first["details"]["count"] == 2
+    assert first["details"]["group"] == {"network": "mainnet", "alertname": "PeerCountLow"}
+    await story.at(60 * 8 + 2)
+    assert len(repeats()) == 1  # backoff: the next one is a day later
+    story.ingest(
+        alert_event(
+            "w1r", severity="warning", name="PeerCountLow", instance="node-1", status="resolved"
+        )
+    )
+    await story.at(60 * 28 + 2)
+    second = repeats()[-1]
+    assert len(repeats()) == 2
+    assert [i["labels"]["instance"] for i in second["details"]["items"]] == ["node-2"]
+    story.ingest(
+        alert_event(
+            "w2r", severity="warning", name="PeerCountLow", instance="node-2", status="resolved"
+        )
+    )
+    await story.at(60 * 24 * 3)
+    assert len(repeats()) == 2

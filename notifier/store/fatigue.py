@@ -4,9 +4,9 @@
 Runs in the batch's transaction before its notifications are written (the decisions become
 their status). A notification that may go now stays pending; one that may not is written
 ``bundled`` (its ``error_reason`` says why: ``grouped``, ``throttled`` or ``quiet``;
-``last_error`` names the digest) and listed in a digest notification (kind ``digest``) that
-is pending until its due time. A digest accepts members until shortly before it is due, so
-one the outbox may be claiming is never changed; a member arriving later starts the next.
+``last_error`` names the digest) and listed in a digest notification (kind ``digest:<id>``)
+that is pending until its due time. A digest accepts members until shortly before it is due,
+so one the outbox may be claiming is never changed; a member arriving later starts the next.
 
 When a recipient's budget is short, a new group or morning digest would only queue up
 behind it: it joins the recipient's throttled digest instead, so however many groups a
@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from notifier.correlate import Effect
+from notifier.directory import ChannelKind, Directory
 from notifier.events import ALERT_TYPE, AlertData
 from notifier.fatigue import (
     DIGEST_TEMPLATE,
@@ -42,15 +43,17 @@ from notifier.intents import Intent
 from notifier.routing import Clearance, Recipient
 from notifier.store.bulk import Bulk
 from notifier.store.outbox import notification_row
-from notifier.store.schema import bundles, notifications, pacing
+from notifier.store.schema import alerts, bundles, notifications, pacing
 
 __all__ = [
     "DIGEST_MARGIN",
     "MAX_LISTED",
     "Decision",
     "GateOutcome",
+    "digest_kind",
     "explain",
     "gate_batch",
+    "repeat_groups",
 ]
 
 DIGEST_MARGIN = timedelta(seconds=2)
@@ -213,6 +216,7 @@ class _Gate:
                 "notification_id": digest.id,
                 "due_at": at,
                 "last_flush_at": at if reason == BundleReason.GROUPED else None,
+                "repeats": 0,
             }
             self.dirty_bundles.add(key)
         items = digest.details["items"]
@@ -249,7 +253,7 @@ class _Gate:
             digest_id,
             alert_id=alert.id,
             occurrence=alert.occurrence,
-            kind="digest",
+            kind=digest_kind(digest_id),
             event_key=intent.transition.event_key,
             recipient=recipient,
             now=self.now,
@@ -312,6 +316,12 @@ class _Gate:
             self.conn,
             [s for s in states if s is not None and s["key"] not in self.known_bundles],
         )
+
+
+def digest_kind(digest_id: str) -> str:
+    """A digest's notification kind: ``digest:<id>``. Unique per digest, since two digests
+    may list the same alert occurrence first (its firing in one, its resolve in another)."""
+    return f"digest:{digest_id[:16]}"
 
 
 def _bucket(row: dict[str, Any]) -> Bucket:
@@ -505,3 +515,136 @@ def explain(
         f"rate limited ({limit.count} per {int(limit.per.total_seconds() // 60)} min on "
         f"{channel}): in a digest at {at:%H:%M:%S} UTC"
     )
+
+
+def repeat_groups(
+    conn: Connection, now: datetime, config: FatigueConfig, directory: Directory
+) -> int:
+    """Remind recipients of groups that are still firing: once a group has gone
+    ``grouping.repeat[n]`` without a message, its firing alerts are listed again. All groups
+    of one recipient and channel due at once go out as one digest. Returns how many digests
+    were written."""
+    grouping = config.grouping
+    if grouping is None or not grouping.repeat:
+        return 0
+    due = conn.execute(
+        select(bundles).where(
+            bundles.c.reason == BundleReason.GROUPED,
+            bundles.c.last_flush_at <= now - min(grouping.repeat),
+        )
+    ).mappings()
+    by_recipient: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for bundle in due:
+        after = grouping.repeat_after(bundle["repeats"] or 0)
+        if after is not None and bundle["last_flush_at"] + after <= now:
+            key = (bundle["person_id"], bundle["channel"])
+            by_recipient.setdefault(key, []).append(dict(bundle))
+    written = 0
+    for (person_id, channel), states in by_recipient.items():
+        person = directory.get(person_id)
+        contact = person.contact(ChannelKind(channel)) if person is not None else None
+        firing = _still_firing(conn, person_id, channel, states) if contact else {}
+        for state in states:
+            alive = bool(firing.get(state["key"]))
+            conn.execute(
+                update(bundles)
+                .where(bundles.c.key == state["key"])
+                .values(
+                    last_flush_at=now,
+                    repeats=(state["repeats"] or 0) + 1 if alive else 0,
+                )
+            )
+        listed = [item for s in states for item in firing.get(s["key"], [])]
+        if person is None or contact is None or not listed:
+            continue
+        first = listed[0]
+        digest_id = uuid.uuid4().hex
+        row = notification_row(
+            digest_id,
+            alert_id=first["alert_id"],
+            occurrence=first["occurrence"],
+            kind=digest_kind(digest_id),
+            event_key=first["event_key"],
+            recipient=Recipient(
+                person,
+                contact,
+                first["tier"],
+                "fatigue:repeat",
+                DIGEST_TEMPLATE,
+                Clearance.PUBLIC,
+            ),
+            now=now,
+        )
+        groups = [s["labels"] for s in states if firing.get(s["key"])]
+        row["details"] = {
+            "reason": BundleReason.GROUPED,
+            "repeat": True,
+            "group": groups[0] if len(groups) == 1 else None,
+            "due_at": now.isoformat(),
+            "count": len(listed),
+            "items": [
+                {k: v for k, v in item.items() if k not in ("occurrence", "event_key", "tier")}
+                for item in listed[:MAX_LISTED]
+            ],
+        }
+        conn.execute(insert(notifications).values(**row))
+        written += 1
+    return written
+
+
+def _still_firing(
+    conn: Connection, person_id: str, channel: str, states: Sequence[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per group (bundle key): the firing alerts of the group this person was paged about
+    on this channel, as digest items."""
+    names = {s["labels"].get("alertname") for s in states if s["labels"]}
+    query = (
+        select(
+            notifications.c.alert_id,
+            notifications.c.occurrence,
+            notifications.c.event_key,
+            notifications.c.tier,
+            alerts.c.name,
+            alerts.c.severity,
+            alerts.c.summary,
+            alerts.c.labels,
+        )
+        .join(
+            alerts,
+            (alerts.c.id == notifications.c.alert_id)
+            & (alerts.c.occurrence == notifications.c.occurrence),
+        )
+        .where(
+            notifications.c.person_id == person_id,
+            notifications.c.channel == channel,
+            notifications.c.kind == "firing",
+            alerts.c.status == "firing",
+        )
+    )
+    if None not in names:
+        query = query.where(alerts.c.name.in_(sorted(n for n in names if n is not None)))
+    found: dict[str, list[dict[str, Any]]] = {}
+    seen: set[str] = set()
+    for r in conn.execute(query).mappings():
+        if r["alert_id"] in seen:
+            continue
+        labels = {"alertname": r["name"], **(r["labels"] or {})}
+        for state in states:
+            wanted = state["labels"] or {}
+            if all(labels.get(k, "") == v for k, v in wanted.items()):
+                seen.add(r["alert_id"])
+                found.setdefault(state["key"], []).append(
+                    {
+                        "alert_id": r["alert_id"],
+                        "occurrence": r["occurrence"],
+                        "event_key": r["event_key"],
+                        "tier": r["tier"],
+                        "name": r["name"],
+                        "severity": r["severity"],
+                        "status": "firing",
+                        "summary": r["summary"],
+                        "labels": {k: v for k, v in labels.items() if k != "alertname"},
+                    }
+                )
+                break
+    return found

@@ -85,6 +85,7 @@ class HoldOutcome:
     notifications_released: int = 0
     timers_released: int = 0
     suppressed: int = 0
+    digests: int = 0  # repeat digests the hold keeper wrote for groups still firing
     reasons: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: HoldOutcome) -> None:
@@ -95,6 +96,7 @@ class HoldOutcome:
         self.notifications_released += other.notifications_released
         self.timers_released += other.timers_released
         self.suppressed += other.suppressed
+        self.digests += other.digests
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
 

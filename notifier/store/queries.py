@@ -66,7 +66,8 @@ def counts(db: Database) -> dict[str, int]:
         result["digests_pending"] = (
             conn.scalar(
                 select(func.count()).where(
-                    notifications.c.kind == "digest", notifications.c.status == "pending"
+                    notifications.c.kind.startswith("digest:"),
+                    notifications.c.status == "pending",
                 )
             )
             or 0

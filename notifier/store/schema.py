@@ -332,7 +332,7 @@ pacing = Table(
 
 # Digests being collected: per recipient and channel, one per group (grouped) or one for
 # throttled and one for quiet-hours messages. ``notification_id`` is the digest notification
-# (kind "digest") that members join until it is due; ``last_flush_at`` paces a group.
+# (kind "digest:<id>") that members join until it is due; ``last_flush_at`` paces a group.
 bundles = Table(
     "bundles",
     metadata,
@@ -344,4 +344,5 @@ bundles = Table(
     Column("notification_id", String(32)),
     Column("due_at", UTCDateTime),
     Column("last_flush_at", UTCDateTime),
+    Column("repeats", Integer),
 )

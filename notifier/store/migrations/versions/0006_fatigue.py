@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("notification_id", sa.String(32), nullable=True),
         sa.Column("due_at", sa.DateTime(), nullable=True),
         sa.Column("last_flush_at", sa.DateTime(), nullable=True),
+        sa.Column("repeats", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("key", name="pk_bundles"),
     )
 
