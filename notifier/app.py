@@ -7,7 +7,10 @@ bounded: the batch in progress commits, sends in flight finish, connections clos
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +44,29 @@ from notifier.store.outbox import PendingNotification
 from notifier.templating import Renderer
 
 log = structlog.get_logger(__name__)
+
+_M_ARENA_MAX = -8  # glibc <malloc.h>
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc's malloc use at most ``arenas`` arenas, as ``MALLOC_ARENA_MAX`` would.
+
+    The store runs in the event loop's default executor (up to CPU count + 4 threads), and
+    glibc gives every thread its own arena. Each arena keeps the memory its thread's batches
+    freed (claimed rows, decoded payloads; about 2.5 MB apiece) and never returns it, which
+    reads as a slow leak: +10 MB of RssAnon in the dead-endpoint bench. With two arenas that
+    slack is shared. Must run before those threads first allocate; an explicit
+    ``MALLOC_ARENA_MAX`` wins; a no-op off glibc.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        return
+    if libc.startswith("glibc"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
 
 
 @dataclass(frozen=True)
@@ -242,6 +268,7 @@ class Engine:
         """
         if self._started:
             return
+        limit_malloc_arenas()
         await asyncio.to_thread(self.db.migrate)
         s = self.config.settings
         if any(secret.get_secret_value() == DEV_LINK_SECRET for secret in s.links.secrets):
