@@ -226,6 +226,11 @@ def config(tmp: Path, url: str, smtp_port: int, hook_port: int) -> Path:
         {"name": "all", "tiers": ["responders"], "template": "alert"},
     ]
     routing["escalation_policies"] = {}
+    # One message per notification, as fast as it goes: no grouping, rate limits, quiet
+    # hours, inhibition or flap detection (bench/storm.py measures those).
+    routing["fatigue"] = {}
+    routing.pop("inhibit_rules", None)
+    routing.pop("flapping", None)
     (tmp / "routing.yaml").write_text(yaml.safe_dump(routing))
     settings = {
         "store": {"url": url},
