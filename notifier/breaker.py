@@ -57,11 +57,29 @@ class Breakers:
     def __len__(self) -> int:
         return len(self._states)
 
+    def refuse_while_open(self, key: str) -> None:
+        """Raise :class:`CircuitOpen` while ``key``'s circuit is open (cooling down); unlike
+        :meth:`check`, never claims the half-open trial (a look before costly work)."""
+        state = self._states.get(key)
+        if state is not None and state.open_until is not None:
+            self._refuse_if_cooling(key, state)
+
     def check(self, key: str) -> None:
         """Raise :class:`CircuitOpen` if sends to ``key`` must not be tried now."""
         state = self._states.get(key)
         if state is None or state.open_until is None:
             return
+        self._refuse_if_cooling(key, state)
+        if state.trial:
+            raise CircuitOpen(
+                f"{key} is being probed after failures; waiting for that send",
+                reason=Reason.SERVER,
+                retry_after=state.cooldown,
+            )
+        state.trial = True  # half-open: let this one through
+
+    def _refuse_if_cooling(self, key: str, state: _State) -> None:
+        assert state.open_until is not None
         now = self._clock.now()
         if now < state.open_until:
             wait = (state.open_until - now).total_seconds()
@@ -70,13 +88,6 @@ class Breakers:
                 reason=Reason.SERVER,
                 retry_after=wait,
             )
-        if state.trial:
-            raise CircuitOpen(
-                f"{key} is being probed after failures; waiting for that send",
-                reason=Reason.SERVER,
-                retry_after=state.cooldown,
-            )
-        state.trial = True  # half-open: let this one through
 
     def success(self, key: str) -> None:
         """Record a delivered send: the destination is healthy again."""

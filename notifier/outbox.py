@@ -177,6 +177,14 @@ class Dispatcher:
                 n, DeliveryError(f"no channel {n.channel!r} configured", reason=Reason.CLIENT)
             )
             return
+        destination = _destination(n)
+        try:
+            # Spares the render while the circuit is open; the send is checked again (and may
+            # be the half-open trial) once it has a slot.
+            self.breakers.refuse_while_open(destination)
+        except CircuitOpen as exc:
+            await self._after_failure(n, exc)
+            return
         try:
             links = self._links(n) if self._links is not None else None
             # A digest lists several alerts: it opens no thread and rewrites no page.
@@ -189,7 +197,6 @@ class Dispatcher:
             _bound(n).error("outbox.template_failed", template=n.template, error=str(exc))
             await self._record_failure(n, exc.reason, str(exc))
             return
-        destination = _destination(n)
         async with self._slots[n.channel]:
             if self._lease_running_out(n):
                 # Waited too long for a slot: the lease may pass to another claim mid-send.

@@ -72,3 +72,20 @@ def test_memory_stays_bounded_whatever_fails(keys: list[int]) -> None:
     for key in keys:
         breakers.failure(f"webhook:{key}")
     assert len(breakers) <= 50
+
+
+def test_a_look_before_rendering_refuses_while_cooling_but_never_takes_the_trial() -> None:
+    """refuse_while_open fails fast during the cooldown; after it, it lets the caller go on
+    without claiming the half-open trial, which the send's own check then gets."""
+    clock = FakeClock(T0)
+    breakers = Breakers(clock, threshold=1, cooldown=10)
+    breakers.failure("hook")
+    with pytest.raises(CircuitOpen):
+        breakers.refuse_while_open("hook")
+    clock.advance(11)
+    breakers.refuse_while_open("hook")
+    breakers.refuse_while_open("hook")
+    breakers.check("hook")  # the trial
+    with pytest.raises(CircuitOpen, match="being probed"):
+        breakers.check("hook")
+    breakers.refuse_while_open("unknown")
