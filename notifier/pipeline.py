@@ -31,7 +31,7 @@ from notifier.store.batch import (
 )
 from notifier.store.fatigue import gate_batch
 from notifier.store.followups import paged
-from notifier.store.holds import hold_batch, judge_batch
+from notifier.store.holds import hold_batch, judge_batch, open_holds
 from notifier.store.offsets import fence_offsets
 
 log = structlog.get_logger(__name__)
@@ -162,7 +162,13 @@ class BatchProcessor:
                 judged = judge_batch(
                     conn, correlation.transitions, now, config.inhibit_rules, config.flapping
                 )
-                skip = frozenset(alert_id for alert_id, _ in judged)
+                # Held alerts are not gated: neither what fires now nor the resolves of
+                # occurrences held earlier (those are suppressed with their hold).
+                resolving = [
+                    t.alert.id for t in correlation.transitions if t.effect is Effect.RESOLVED
+                ]
+                held_before = open_holds(conn, resolving) if resolving else {}
+                skip = frozenset(a for a, _ in [*judged, *held_before])
                 gated = gate_batch(conn, intents, now, config.fatigue, lock=lock, skip=skip)
                 write_batch(
                     conn,

@@ -422,3 +422,16 @@ async def test_a_group_still_firing_is_repeated_with_backoff(db: Database) -> No
     )
     await story.at(60 * 24 * 3)
     assert len(repeats()) == 2
+
+
+async def test_a_held_alert_that_resolves_is_not_put_in_a_digest(db: Database) -> None:
+    """Grouping never sees a silenced alert: neither its firing nor, later, its resolve,
+    which is suppressed with the held occurrence instead of being listed in a digest."""
+    story = Story(db, config=routing(GROUPING))
+    story.silence(30, 'network="mainnet"')
+    story.ingest(alert_event("w1", severity="warning", name="PeerCountLow"))
+    story.clock.advance(60)
+    story.ingest(alert_event("w2", severity="warning", name="PeerCountLow", status="resolved"))
+    caused = [r for r in rows(db) if r["kind"] in ("firing", "resolved")]
+    assert {r["status"] for r in caused} == {"suppressed"}
+    assert [r for r in rows(db) if r["kind"].startswith("digest:")] == []
