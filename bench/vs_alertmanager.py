@@ -58,7 +58,7 @@ from delivery import SAMPLE, SECRET, stop
 from delivery import config as delivery_config
 from pipeline import DRIVER_CPU, ENGINE_CPU, PARTITIONS, committed, write_config
 
-from notifier.broker import EmbeddedBroker, ensure_topics, free_port, records_for
+from notifier.broker import EmbeddedBroker, ensure_topics, free_port, produce, records_for
 from notifier.channels.webhook import verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -423,22 +423,6 @@ def cloud_events(instances: Iterable[str], tag: str) -> list[tuple[bytes, bytes]
         doc = {**SAMPLE, "id": f"{tag}-{instance}", "time": now, "data": data}
         records.extend(records_for(orjson.dumps(doc), max_bytes=MAX_EVENT_BYTES))
     return records
-
-
-async def produce(
-    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes, bytes]]
-) -> None:
-    """Produce ``records`` like notifier.broker.publish, waiting for every acknowledgment."""
-    futures = [
-        await producer.send(
-            topic,
-            value=value,
-            key=key,
-            headers=[("content-type", b"application/cloudevents+json")],
-        )
-        for key, value in records
-    ]
-    await asyncio.gather(*futures)
 
 
 async def watch_ingest(db: Path, offsets: int, since: float) -> float:

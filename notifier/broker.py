@@ -158,6 +158,23 @@ def split_documents(raw: bytes) -> list[bytes]:
     return [stripped]
 
 
+async def produce(
+    producer: AIOKafkaProducer, topic: str, records: Sequence[tuple[bytes, bytes]]
+) -> None:
+    """Send ``(key, value)`` records as structured CloudEvents on a started producer and wait
+    until the broker acknowledged every one."""
+    futures = [
+        await producer.send(
+            topic,
+            value=value,
+            key=key,
+            headers=[("content-type", b"application/cloudevents+json")],
+        )
+        for key, value in records
+    ]
+    await asyncio.gather(*futures)
+
+
 async def publish(
     bootstrap_servers: str, topic: str, records: Sequence[tuple[bytes, bytes]]
 ) -> int:
@@ -167,16 +184,7 @@ async def publish(
     )
     await producer.start()
     try:
-        futures = [
-            await producer.send(
-                topic,
-                value=value,
-                key=key,
-                headers=[("content-type", b"application/cloudevents+json")],
-            )
-            for key, value in records
-        ]
-        await asyncio.gather(*futures)
+        await produce(producer, topic, records)
     finally:
         await producer.stop()
     return len(records)

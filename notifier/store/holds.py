@@ -263,26 +263,18 @@ def hold(conn: Connection, alert_id: str, occurrence: int, cause: Cause, now: da
     """Hold an occurrence: its pending notifications and timers wait; returns how many
     notifications were held."""
     _record_hold(conn, alert_id, occurrence, cause, since=now)
-    held = conn.execute(
-        update(notifications)
-        .where(
-            notifications.c.alert_id == alert_id,
-            notifications.c.occurrence == occurrence,
-            notifications.c.status == "pending",
-        )
-        .values(status="held", error_reason=cause.reason, last_error=cause.detail)
-    ).rowcount
-    conn.execute(
-        update(timers)
-        .where(
-            timers.c.alert_id == alert_id,
-            timers.c.occurrence == occurrence,
-            timers.c.state == "pending",
-        )
-        .values(state="held")
+    held = _notifications(
+        conn,
+        alert_id,
+        occurrence,
+        ("pending",),
+        status="held",
+        error_reason=cause.reason,
+        last_error=cause.detail,
     )
+    _timers(conn, alert_id, occurrence, "pending", state="held")
     _timeline(conn, alert_id, occurrence, now, cause.reason, cause.id, cause.detail)
-    return max(held, 0)
+    return held
 
 
 def judge_batch(
@@ -408,14 +400,13 @@ def reconsider(
             _end(conn, hold_id, now, "moved")
             # Held since the first cause: released timers keep the delay they had then.
             _record_hold(conn, alert_id, occurrence, cause, since=held_at)
-            conn.execute(
-                update(notifications)
-                .where(
-                    notifications.c.alert_id == alert_id,
-                    notifications.c.occurrence == occurrence,
-                    notifications.c.status == "held",
-                )
-                .values(error_reason=cause.reason, last_error=cause.detail)
+            _notifications(
+                conn,
+                alert_id,
+                occurrence,
+                ("held",),
+                error_reason=cause.reason,
+                last_error=cause.detail,
             )
             outcome.held += 1
             outcome.reasons[cause.reason] = outcome.reasons.get(cause.reason, 0) + 1
@@ -432,15 +423,16 @@ def reconsider(
 def _release(
     conn: Connection, alert_id: str, occurrence: int, held_at: datetime, now: datetime
 ) -> tuple[int, int]:
-    released = conn.execute(
-        update(notifications)
-        .where(
-            notifications.c.alert_id == alert_id,
-            notifications.c.occurrence == occurrence,
-            notifications.c.status == "held",
-        )
-        .values(status="pending", next_attempt_at=now, error_reason=None, last_error=None)
-    ).rowcount
+    released = _notifications(
+        conn,
+        alert_id,
+        occurrence,
+        ("held",),
+        status="pending",
+        next_attempt_at=now,
+        error_reason=None,
+        last_error=None,
+    )
     held_timers = conn.execute(
         select(timers.c.id, timers.c.due_at).where(
             timers.c.alert_id == alert_id,
@@ -454,29 +446,20 @@ def _release(
         conn.execute(
             update(timers).where(timers.c.id == timer_id).values(state="pending", due_at=now + left)
         )
-    return max(released, 0), len(held_timers)
+    return released, len(held_timers)
 
 
 def _lapse(conn: Connection, alert_id: str, occurrence: int, now: datetime) -> int:
     """The occurrence ended while held: nothing of it is ever sent."""
-    suppressed = conn.execute(
-        update(notifications)
-        .where(
-            notifications.c.alert_id == alert_id,
-            notifications.c.occurrence == occurrence,
-            notifications.c.status.in_(("held", "pending")),
-        )
-        .values(status="suppressed", last_error="the alert resolved while held")
-    ).rowcount
-    conn.execute(
-        update(timers)
-        .where(
-            timers.c.alert_id == alert_id,
-            timers.c.occurrence == occurrence,
-            timers.c.state == "held",
-        )
-        .values(state="done", fired_at=now, outcome="suppressed")
+    suppressed = _notifications(
+        conn,
+        alert_id,
+        occurrence,
+        ("held", "pending"),
+        status="suppressed",
+        last_error="the alert resolved while held",
     )
+    _timers(conn, alert_id, occurrence, "held", state="done", fired_at=now, outcome="suppressed")
     conn.execute(
         update(holds)
         .where(
@@ -488,7 +471,7 @@ def _lapse(conn: Connection, alert_id: str, occurrence: int, now: datetime) -> i
         )
         .values(ended_at=now, outcome="lapsed")
     )
-    return max(suppressed, 0)
+    return suppressed
 
 
 def _record_hold(
@@ -503,6 +486,35 @@ def _record_hold(
             detail=cause.detail,
             held_at=since,
         )
+    )
+
+
+def _notifications(
+    conn: Connection, alert_id: str, occurrence: int, statuses: tuple[str, ...], **values: Any
+) -> int:
+    """Set ``values`` on an occurrence's notifications in ``statuses``; how many changed."""
+    changed = conn.execute(
+        update(notifications)
+        .where(
+            notifications.c.alert_id == alert_id,
+            notifications.c.occurrence == occurrence,
+            notifications.c.status.in_(statuses),
+        )
+        .values(**values)
+    ).rowcount
+    return max(changed, 0)
+
+
+def _timers(conn: Connection, alert_id: str, occurrence: int, in_state: str, **values: Any) -> None:
+    """Set ``values`` on an occurrence's timers in ``in_state``."""
+    conn.execute(
+        update(timers)
+        .where(
+            timers.c.alert_id == alert_id,
+            timers.c.occurrence == occurrence,
+            timers.c.state == in_state,
+        )
+        .values(**values)
     )
 
 
