@@ -7,13 +7,12 @@ contract in notifier/templating.py, with the ``details`` the fatigue store write
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from babel.messages.pofile import read_po
+from catalogs import english_fragments
 
 from notifier.i18n import Catalogs
 from notifier.message import RenderedMessage
@@ -99,7 +98,6 @@ SEVERITIES = {
 STATES = {"en": ("FIRING", "RESOLVED"), "de": ("AKTIV", "BEHOBEN"), "es": ("ACTIVA", "RESUELTA")}
 # Words only the English text has; none of them occurs in the event data used here.
 ENGLISH_TELLS = ("Hello", "Please", " the ", "This is", " alerts", "digest", "Digest", "FIRING")
-PLACEHOLDER = re.compile(r"%\(\w+\)s")
 
 
 def details(
@@ -168,24 +166,6 @@ def render(
 def everything(message: RenderedMessage) -> str:
     """Subject, text and (if any) HTML of ``message``."""
     return message.subject + message.text + (message.html or "")
-
-
-def english_fragments(language: str) -> set[str]:
-    """Pieces of English source text (8+ characters) that ``language`` translates differently."""
-    with (LOCALES / language / "LC_MESSAGES" / "notifier.po").open("rb") as fh:
-        catalog = read_po(fh)
-    fragments: set[str] = set()
-    for message in catalog:
-        sources = [message.id] if isinstance(message.id, str) else list(message.id)
-        strings = (
-            [message.string] if isinstance(message.string, str) else list(message.string or ())
-        )
-        if not message.id or set(sources) == set(strings):
-            continue
-        for source in sources:
-            pieces = (piece.strip() for piece in PLACEHOLDER.split(source))
-            fragments.update(piece for piece in pieces if len(piece) >= 8)
-    return fragments
 
 
 # --- every reason, in every language, on email and Slack ---------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from babel.messages.pofile import read_po
+from catalogs import english_fragments
 
 from notifier.i18n import Catalogs, formatter
 from notifier.message import RenderedMessage
@@ -53,7 +53,6 @@ CASES = [
 IDS = [status for _template, status, _kind, _step in CASES]
 # Words that only English text has; none of them occurs in the event data used here.
 ENGLISH_TELLS = ("Hello", "Please", " the ", "This is", "Severity", "Open for")
-PLACEHOLDER = re.compile(r"%\(\w+\)s")
 GREETING = {
     "en": "Hello Ada Lovelace,",
     "de": "Guten Tag Ada Lovelace,",
@@ -102,27 +101,6 @@ def details_for(status: str) -> dict[str, Any]:
         },
     }
     return every.get(status, {})
-
-
-def english_fragments(language: str) -> set[str]:
-    """Pieces of English source text (8+ characters) that ``language`` translates differently.
-
-    None of them may appear in that language's rendering: it would be untranslated text.
-    """
-    with (LOCALES / language / "LC_MESSAGES" / "notifier.po").open("rb") as fh:
-        catalog = read_po(fh)
-    fragments: set[str] = set()
-    for message in catalog:
-        sources = [message.id] if isinstance(message.id, str) else list(message.id)
-        strings = (
-            [message.string] if isinstance(message.string, str) else list(message.string or ())
-        )
-        if not message.id or set(sources) == set(strings):
-            continue
-        for source in sources:
-            pieces = (piece.strip() for piece in PLACEHOLDER.split(source))
-            fragments.update(piece for piece in pieces if len(piece) >= 8)
-    return fragments
 
 
 def make_context(

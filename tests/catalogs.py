@@ -1,0 +1,32 @@
+"""What the translation tests share: reading the shipped Babel catalogs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from babel.messages.pofile import read_po
+
+LOCALES = Path(__file__).resolve().parent.parent / "locales"
+PLACEHOLDER = re.compile(r"%\(\w+\)s")
+
+
+def english_fragments(language: str) -> set[str]:
+    """Pieces of English source text (8+ characters) that ``language`` translates differently.
+
+    None of them may appear in that language's rendering: it would be untranslated text.
+    """
+    with (LOCALES / language / "LC_MESSAGES" / "notifier.po").open("rb") as fh:
+        catalog = read_po(fh)
+    fragments: set[str] = set()
+    for message in catalog:
+        sources = [message.id] if isinstance(message.id, str) else list(message.id)
+        strings = (
+            [message.string] if isinstance(message.string, str) else list(message.string or ())
+        )
+        if not message.id or set(sources) == set(strings):
+            continue
+        for source in sources:
+            pieces = (piece.strip() for piece in PLACEHOLDER.split(source))
+            fragments.update(piece for piece in pieces if len(piece) >= 8)
+    return fragments
