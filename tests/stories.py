@@ -3,12 +3,14 @@ and the scheduler do what is due, and read back what would be sent (for the fati
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from sqlalchemy import select
 
 from notifier.directory import Directory
@@ -155,3 +157,14 @@ class Story:
                     .order_by(holds.c.id)
                 )
             ]
+
+
+def directory_with_tokens(tmp_path: Path, tokens: dict[str, str]) -> Directory:
+    """The shipped directory, with personal API tokens (person id -> token) for the API."""
+    raw = yaml.safe_load((ROOT / "config" / "directory.yaml").read_text())
+    for person in raw["people"]:
+        if person["id"] in tokens:
+            person["api_token_sha256"] = hashlib.sha256(tokens[person["id"]].encode()).hexdigest()
+    path = tmp_path / "directory.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return Directory.load(path)

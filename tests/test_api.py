@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -11,8 +10,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import yaml
 from sqlalchemy import select
+from stories import directory_with_tokens
 
 from notifier.api.app import create_app
 from notifier.api.deps import ApiContext
@@ -34,13 +33,8 @@ TOKENS = {"mei.lin": "mei-secret-token", "carlos.ruiz": "carlos-secret-token"}
 
 
 def _directory(tmp_path: Path) -> Directory:
-    raw = yaml.safe_load((ROOT / "config" / "directory.yaml").read_text())
-    for person in raw["people"]:
-        if person["id"] in TOKENS:
-            person["api_token_sha256"] = hashlib.sha256(TOKENS[person["id"]].encode()).hexdigest()
-    path = tmp_path / "directory.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return Directory.load(path)
+    """The shipped directory, with personal API tokens for the people in TOKENS."""
+    return directory_with_tokens(tmp_path, TOKENS)
 
 
 @dataclass

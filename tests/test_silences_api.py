@@ -9,7 +9,6 @@ that points at the shipped routing, directory and templates.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy import select, update
+from stories import directory_with_tokens
 
 import notifier.cli
 import notifier.cli_state
@@ -63,13 +63,7 @@ SILENCES = "/api/v1/silences"
 
 def _directory(tmp_path: Path) -> Directory:
     """The shipped directory, with personal API tokens for the people in TOKENS."""
-    raw = yaml.safe_load((ROOT / "config" / "directory.yaml").read_text())
-    for person in raw["people"]:
-        if person["id"] in TOKENS:
-            person["api_token_sha256"] = hashlib.sha256(TOKENS[person["id"]].encode()).hexdigest()
-    path = tmp_path / "directory.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return Directory.load(path)
+    return directory_with_tokens(tmp_path, TOKENS)
 
 
 def _auth(person: str) -> dict[str, str]:
