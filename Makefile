@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install demo test unit lint format bench clean
+.PHONY: help install browser demo test unit lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create the virtualenv and install notifier with its dev tools
 
+browser: ## Debian's Chromium for the console's browser tests (Playwright drives it; no download)
+	command -v chromium >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+
 demo: install ## Embedded broker + SQLite + SMTP capture; publish samples; show what was sent
 	$(BIN)/notifier demo
 
-test: install lint ## Linters, type checks, unit and integration tests (real broker, SMTP, databases)
+test: install browser lint ## Linters, type checks, unit and integration tests (real broker, SMTP, databases)
 	$(BIN)/pytest -q
 
 unit: install ## Only the fast tests that need no broker

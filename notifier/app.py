@@ -32,6 +32,8 @@ from notifier.holdkeeper import HoldKeeper
 from notifier.i18n import Catalogs
 from notifier.ingest import Ingestor
 from notifier.intents import split_kind
+from notifier.library import LibraryFollower
+from notifier.library import seed as seed_library
 from notifier.lifecycle import Verb
 from notifier.links import LinkSigner
 from notifier.outbox import Dispatcher
@@ -204,6 +206,12 @@ class Engine:
             on_change=lambda _: self._wake_workers(),
             max_sleep=s.delivery.poll_interval_seconds * 30,
         )
+        self.library = LibraryFollower(
+            self.db,
+            config.renderer,
+            default_locale=s.templates.default_locale,
+            interval=s.console.library_poll_seconds,
+        )
         self.ingestor = Ingestor(s.kafka, processor, self.db, self.clock, self._after_batch)
         self.publisher = Publisher(s.kafka.bootstrap_servers, s.kafka.topic)
         self.http: HttpServer | None = None
@@ -223,6 +231,9 @@ class Engine:
             receipts=self.receipt_signer,
             on_change=self._wake,
             inhibit_rules=self.config.router.config.inhibit_rules,
+            renderer=self.config.renderer,
+            routing=self.config.router.config,
+            library_changed=self.library.changed,
         )
 
     def _wake(self) -> None:
@@ -271,6 +282,7 @@ class Engine:
         limit_malloc_arenas()
         await asyncio.to_thread(self.db.migrate)
         s = self.config.settings
+        await self._load_library()
         if any(secret.get_secret_value() == DEV_LINK_SECRET for secret in s.links.secrets):
             log.warning(
                 "links.development_secret",
@@ -293,6 +305,15 @@ class Engine:
         gc.set_threshold(20_000, 20, 20)
         log.info("engine.started", store=self.db.dialect, ingest=ingest)
 
+    async def _load_library(self) -> None:
+        """Seed the template library from the files, then render only its approved set."""
+        t = self.config.settings.templates
+        for line in await asyncio.to_thread(
+            seed_library, self.db, t.directory, t.locales_directory, self.clock
+        ):
+            log.info("library.seeded", change=line)
+        await asyncio.to_thread(self.library.load)
+
     async def run(
         self, stop: asyncio.Event, *, ingest: bool = True, deliver: bool = True, api: bool = False
     ) -> None:
@@ -306,6 +327,7 @@ class Engine:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop), name="deliver"))
             tasks.append(asyncio.create_task(self.scheduler.run(stop), name="timers"))
             tasks.append(asyncio.create_task(self.holdkeeper.run(stop), name="holds"))
+            tasks.append(asyncio.create_task(self.library.run(stop), name="library"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

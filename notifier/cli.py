@@ -17,6 +17,7 @@ from notifier.app import Configuration, Engine
 from notifier.broker import publish, records_for, split_documents
 from notifier.cli_alerts import ack, alerts, tokens
 from notifier.cli_alerts import update as post_status_update
+from notifier.cli_console import console, export_templates
 from notifier.cli_silences import silence
 from notifier.cli_state import CliState, pass_state
 from notifier.decoding import decode_record
@@ -252,7 +253,8 @@ def _held_now(config: Configuration, event: Event) -> str | None:
 
 @cli.group()
 def templates() -> None:
-    """Manage translations of the templates (wraps Babel's extract/update/compile)."""
+    """Templates and their translations: list, export the approved set, Babel's
+    extract/update/compile."""
 
 
 @templates.command()
@@ -345,3 +347,5 @@ cli.add_command(ack)
 cli.add_command(tokens)
 cli.add_command(post_status_update)
 cli.add_command(silence)
+cli.add_command(console)
+templates.add_command(export_templates)

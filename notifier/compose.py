@@ -30,14 +30,48 @@ def template_context(
 
     ``links`` maps link names (``acknowledge``) to addresses made for this recipient.
     """
-    envelope = CloudEvent.model_validate(n.payload)
     status, step = split_kind(n.kind)
+    return event_context(
+        n.payload,
+        status=status,
+        step=step,
+        details=n.details,
+        tier=n.tier,
+        clearance=n.clearance,
+        recipient={"name": n.recipient_name, "locale": n.locale, "timezone": n.timezone},
+        alert_id=n.alert_id,
+        fingerprint=n.fingerprint,
+        links=links,
+    )
+
+
+def event_context(
+    payload: Mapping[str, Any],
+    *,
+    status: str,
+    step: int | None,
+    details: Mapping[str, Any] | None,
+    tier: str,
+    clearance: str,
+    recipient: Mapping[str, str],
+    alert_id: str,
+    fingerprint: str,
+    links: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Build the render context of an event (a CloudEvent JSON object) for one recipient.
+
+    What :func:`template_context` does for a stored notification, from its parts: ``details``
+    as stored (JSON, see :mod:`notifier.details`) or already decoded; ``clearance`` the
+    recipient's level (``"confidential"`` shows the event's confidential section);
+    ``recipient`` is ``{name, locale, timezone}``.
+    """
+    envelope = CloudEvent.model_validate(payload)
     context: dict[str, Any] = {
         "status": status,
         "step": step,
-        "details": decode(n.details),
-        "tier": n.tier,
-        "recipient": {"name": n.recipient_name, "locale": n.locale, "timezone": n.timezone},
+        "details": decode(details),
+        "tier": tier,
+        "recipient": dict(recipient),
         "event": {"id": envelope.id, "source": envelope.source, "time": envelope.time},
         "confidential": None,
         "links": dict(links) if links else {},
@@ -46,8 +80,8 @@ def template_context(
         alert = AlertData.model_validate(envelope.data)
         context["kind"] = "alert"
         context["alert"] = {
-            "id": n.alert_id,
-            "fingerprint": n.fingerprint,
+            "id": alert_id,
+            "fingerprint": fingerprint,
             "alertname": alert.alertname,
             "severity": alert.severity.value,
             "risk": alert.risk.value if alert.risk else None,
@@ -75,7 +109,7 @@ def template_context(
         "action_items": list(policy.action_items),
         "rollback_plan": policy.rollback_plan,
     }
-    if n.clearance == Clearance.CONFIDENTIAL.value and policy.confidential:
+    if clearance == Clearance.CONFIDENTIAL.value and policy.confidential:
         context["confidential"] = dict(policy.confidential)
     return context
 

@@ -100,6 +100,11 @@ class Person(BaseModel):
         pattern=r"^[0-9a-f]{64}$",
         description="SHA-256 of the person's API token (`notifier tokens new` makes one)",
     )
+    password_hash: str | None = Field(
+        default=None,
+        pattern=r"^\$argon2id\$",
+        description="Argon2id hash of the console password (`notifier console password`)",
+    )
 
     @field_validator("locale")
     @classmethod
@@ -143,15 +148,32 @@ class Person(BaseModel):
         return preferred
 
 
+class Capability(StrEnum):
+    """What a role can allow: the alert verbs, and the console's own."""
+
+    VIEW = "view"  # sign in to the console, see incidents, templates and the audit log
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    SILENCE = "silence"
+    EDIT_TEMPLATES = "edit_templates"  # write template drafts
+    APPROVE_TEMPLATES = "approve_templates"  # approve others' drafts, roll back
+    TRANSLATE = "translate"  # write catalog drafts (approved by approve_templates)
+
+
 class Permissions(BaseModel):
-    """Which roles may act on alerts (acknowledge, resolve) from any channel, and manage
-    silences (create and expire them)."""
+    """Which roles may act on alerts (acknowledge, resolve) from any channel, manage
+    silences (create and expire them), and use the console (view; edit, approve and
+    translate templates)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     acknowledge: tuple[str, ...] = ()
     resolve: tuple[str, ...] = ()
     silence: tuple[str, ...] = ()
+    view: tuple[str, ...] = ()
+    edit_templates: tuple[str, ...] = ()
+    approve_templates: tuple[str, ...] = ()
+    translate: tuple[str, ...] = ()
 
 
 class DirectoryFile(BaseModel):
@@ -232,15 +254,16 @@ class Directory:
                 return person
         return None
 
-    def may(self, person_id: str, verb: Verb) -> bool:
-        """Whether the person holds a role the permissions allow to ``verb`` alerts."""
+    def may(self, person_id: str, verb: Verb | Capability) -> bool:
+        """Whether the person holds a role the permissions allow to ``verb`` alerts (or to
+        use a console capability)."""
         person = self._people.get(person_id)
-        allowed = {
-            Verb.ACKNOWLEDGE: self.permissions.acknowledge,
-            Verb.RESOLVE: self.permissions.resolve,
-            Verb.SILENCE: self.permissions.silence,
-        }[verb]
+        allowed: tuple[str, ...] = getattr(self.permissions, Capability(verb.value).value)
         return person is not None and any(role in allowed for role in person.roles)
+
+    def capabilities(self, person_id: str) -> frozenset[Capability]:
+        """Everything the person's roles allow."""
+        return frozenset(c for c in Capability if self.may(person_id, c))
 
     def roles(self) -> set[str]:
         """Return every role someone in the directory holds."""

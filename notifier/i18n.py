@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import gettext
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from io import BytesIO
+from io import BytesIO, StringIO
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -107,15 +107,28 @@ def _read_po(po_path: Path, locale: str | None = None) -> Catalog:
         raise ConfigError(f"{po_path}: cannot read catalog: {exc}") from None
 
 
+def _read_po_text(text: str, name: str) -> Catalog:
+    """Parse a catalog held as text (``name`` labels it in errors, like a file's path)."""
+    try:
+        # Lines of str are parsed as they are: the header's charset only decodes bytes.
+        return read_po(StringIO(text), abort_invalid=True)
+    except (PoFileError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot read catalog: {exc}") from None
+
+
 def _compile(po_path: Path) -> bytes:
     """Compile a ``.po`` to ``.mo`` bytes; raise ConfigError listing every broken message.
 
     Placeholder mismatches are errors: a translation missing ``%(summary)s`` would fail, or
     silently drop facts, at render time.
     """
-    catalog = _read_po(po_path)
+    return _compile_catalog(_read_po(po_path), str(po_path))
+
+
+def _compile_catalog(catalog: Catalog, name: str) -> bytes:
+    """Compile a parsed catalog (read from ``name``) to ``.mo`` bytes, as :func:`_compile`."""
     problems = [
-        f"{po_path}:{message.lineno}: {message.id!r}: {error}"
+        f"{name}:{message.lineno}: {message.id!r}: {error}"
         for message, errors in catalog.check()
         for error in errors
     ]
@@ -124,6 +137,24 @@ def _compile(po_path: Path) -> bytes:
     buffer = BytesIO()
     write_mo(buffer, catalog)
     return buffer.getvalue()
+
+
+def read_po_texts(locales_dir: Path) -> dict[str, str]:
+    """Return ``{language: text of its notifier.po}`` for every catalog folder on disk.
+
+    A folder with only a compiled ``.mo`` has no text and is left out. Raises ConfigError for
+    a missing folder or a ``.po`` that cannot be read as UTF-8 (what ``extract`` writes).
+    """
+    texts: dict[str, str] = {}
+    for language, messages in _languages_on_disk(locales_dir):
+        po_path = messages / f"{DOMAIN}.po"
+        if not po_path.is_file():
+            continue
+        try:
+            texts[language] = po_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{po_path}: cannot read catalog: {exc}") from None
+    return texts
 
 
 class Catalogs:
@@ -152,6 +183,24 @@ class Catalogs:
             po, mo = messages / f"{DOMAIN}.po", messages / f"{DOMAIN}.mo"
             stale = not mo.is_file() or (po.is_file() and po.stat().st_mtime > mo.stat().st_mtime)
             data = _compile(po) if stale else mo.read_bytes()
+            loaded[language] = Translations(BytesIO(data), domain=DOMAIN)
+        return cls(loaded, default_locale)
+
+    @classmethod
+    def from_po_texts(cls, texts: Mapping[str, str], default_locale: str = "en") -> Catalogs:
+        """Compile catalogs held as ``.po`` text, ``{language: text}``, as :meth:`load` does.
+
+        The texts are checked like files (Babel's placeholder and plural-form checks). Raises
+        ConfigError for a key that is not a locale, a language given twice (``de-CH`` and
+        ``de_CH``) or a broken catalog; errors name a catalog as ``<language>/notifier.po``.
+        """
+        loaded: dict[str, Translations] = {}
+        for locale, text in texts.items():
+            language = str(parse_locale(locale))
+            if language in loaded:
+                raise ConfigError(f"catalog {language!r} given twice (as {locale!r} too)")
+            name = f"{language}/{DOMAIN}.po"
+            data = _compile_catalog(_read_po_text(text, name), name)
             loaded[language] = Translations(BytesIO(data), domain=DOMAIN)
         return cls(loaded, default_locale)
 

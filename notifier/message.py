@@ -11,7 +11,9 @@ class RenderedMessage:
     """The strings a template produced for one recipient, channel and language.
 
     ``language`` is the catalog actually used (``de`` for a ``de_CH`` reader when only German
-    exists); ``template_hash`` identifies the exact template version that produced it.
+    exists); ``template_hash`` identifies the exact template sources that produced it, and
+    ``template_version`` names their approved library versions (``alert v3, shared v1``;
+    empty when rendered straight from files).
     """
 
     subject: str
@@ -19,6 +21,7 @@ class RenderedMessage:
     html: str | None
     language: str
     template_hash: str
+    template_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,7 @@ class Dispatcher:
                     provider_id,
                     message.rendered.language,
                     message.rendered.template_hash,
+                    message.rendered.template_version,
                 )
             )
         log.info(

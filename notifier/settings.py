@@ -210,6 +210,23 @@ class LinkSettings(BaseModel):
     )
 
 
+class ConsoleSettings(BaseModel):
+    """The web console at ``/console`` (served with the HTTP API)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    session_ttl_seconds: int = Field(
+        default=8 * 3600, ge=300, description="a sign-in lasts this long (signed cookie)"
+    )
+    samples_directory: Path = Field(
+        default=Path("samples"), description="sample events the template preview offers"
+    )
+    library_poll_seconds: float = Field(
+        default=5.0, gt=0, description="how often an engine checks for newly approved templates"
+    )
+
+
 class Settings(BaseSettings):
     """Everything the engine needs to start, validated once at load."""
 
@@ -227,6 +244,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     http: HttpSettings = HttpSettings()
     links: LinkSettings = LinkSettings()
+    console: ConsoleSettings = ConsoleSettings()
     routing_file: Path = Path("routing.yaml")
     directory_file: Path = Path("directory.yaml")
     config_dir: Path = Field(default=Path("config"), exclude=True)

@@ -80,6 +80,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import (
+    BaseLoader,
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     Template,
@@ -114,25 +116,75 @@ Translators = dict[str, Callable[..., str]]
 
 @dataclass(frozen=True, slots=True)
 class _Bundle:
-    """The compiled parts of one template for one channel, and the hash of their sources."""
+    """The compiled parts of one template for one channel, the hash of their sources and the
+    library versions they came from (``alert v3, shared v1``; empty when read from files)."""
 
     parts: dict[str, Template]
     digest: str
+    version: str = ""
 
 
 FALLBACK_CHANNEL = "email"
+SHARED = "shared"  # the library unit holding the top-level macro files (labels.j2)
+
+
+def unit_of(path: str) -> str:
+    """The library unit a template file belongs to: its folder, or ``shared`` at the top."""
+    folder, sep, _ = path.partition("/")
+    return folder if sep else SHARED
+
+
+def content_hash(sources: Mapping[str, str]) -> str:
+    """The sha256 (hex) of a set of template files: each path, its length and its source."""
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        data = sources[name].encode()
+        digest.update(f"{name}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 class Renderer:
     """Renders a template for one reader: their language, their timezone, size-checked."""
 
-    def __init__(self, settings: TemplateSettings, catalogs: Catalogs) -> None:
+    def __init__(
+        self,
+        settings: TemplateSettings,
+        catalogs: Catalogs,
+        sources: Mapping[str, str] | None = None,
+        versions: Mapping[str, int] | None = None,
+    ) -> None:
+        """Render the files under ``settings.directory``, or exactly ``sources`` when given
+        (paths like ``alert/email.subject.j2`` -> source: the approved library set), whose
+        units' version numbers ``versions`` (``{"alert": 3, "shared": 1}``) each message
+        records."""
         self._settings = settings
         self._catalogs = catalogs
-        self._loader = FileSystemLoader(settings.directory)
+        self._loader: BaseLoader = FileSystemLoader(settings.directory)
+        self._versions: Mapping[str, int] = {}
         self._env = _environment(self._loader)
         self._bundles: dict[tuple[str, str], _Bundle] = {}
         self._translators: dict[str, Translators] = {}
+        if sources is not None:
+            self.replace(sources, catalogs, versions or {})
+
+    def replace(
+        self, sources: Mapping[str, str], catalogs: Catalogs, versions: Mapping[str, int]
+    ) -> None:
+        """Render ``sources`` with ``catalogs`` from now on (a newly approved library set).
+
+        Renders already running finish with the set they started with: nothing here awaits,
+        and every cache is swapped in one step.
+        """
+        loader = _LibraryLoader(dict(sources))
+        self._loader, self._env = loader, _environment(loader)
+        self._catalogs, self._versions = catalogs, dict(versions)
+        self._bundles, self._translators = {}, {}
+
+    @property
+    def catalogs(self) -> Catalogs:
+        """The catalogs messages are translated with."""
+        return self._catalogs
 
     def render(
         self,
@@ -178,6 +230,7 @@ class Renderer:
             html=None if html is None else html.strip() + "\n",
             language=language,
             template_hash=bundle.digest,
+            template_version=bundle.version,
         )
 
     def template_hash(self, template: str, channel: str) -> str:
@@ -190,25 +243,30 @@ class Renderer:
 
     def templates(self) -> list[str]:
         """List the templates (folders holding at least one part)."""
-        root = self._settings.directory
-        if not root.is_dir():
-            return []
-        return sorted(
-            entry.name
-            for entry in root.iterdir()
-            if entry.is_dir() and _NAME.match(entry.name) and self.parts(entry.name)
-        )
+        return sorted({folder for folder, _, _ in self._part_files()})
 
     def parts(self, template: str) -> dict[str, list[str]]:
         """Map each channel of ``template`` to the parts it has, in ``PARTS`` order."""
         _check_name(template)
         found: dict[str, list[str]] = {}
-        for path in sorted((self._settings.directory / template).glob("*.j2")):
-            channel, _, rest = path.name.partition(".")
-            part = rest.removesuffix(".j2")
-            if part in PARTS and _NAME.match(channel):
+        for folder, channel, part in self._part_files():
+            if folder == template:
                 found.setdefault(channel, []).append(part)
-        return {channel: sorted(ps, key=PARTS.index) for channel, ps in found.items()}
+        return {channel: sorted(ps, key=PARTS.index) for channel, ps in sorted(found.items())}
+
+    def _part_files(self) -> list[tuple[str, str, str]]:
+        """(template, channel, part) of every part file the loader has."""
+        if isinstance(self._loader, FileSystemLoader) and not self._settings.directory.is_dir():
+            return []
+        found = []
+        for path in self._loader.list_templates():
+            folder, sep, name = path.partition("/")
+            channel, _, rest = name.partition(".")
+            part = rest.removesuffix(".j2")
+            named = _NAME.match(folder) and _NAME.match(channel)
+            if sep and "/" not in name and part in PARTS and named:
+                found.append((folder, channel, part))
+        return found
 
     # -----------------------------------------------------------------------------------------
 
@@ -219,11 +277,13 @@ class Renderer:
             # the same approved subject and text (the channel builds its layout around them).
             _check_name(template)
             _check_name(channel)
-            own = (self._settings.directory / template / f"{channel}.subject.j2").is_file()
+            own = (template, channel, "subject") in self._part_files()
             bundle = self._load(template, channel if own else FALLBACK_CHANNEL, locale)
             if not own:  # the HTML is the email's layout: other channels build their own
                 bundle = _Bundle(
-                    {p: t for p, t in bundle.parts.items() if p != "html"}, bundle.digest
+                    {p: t for p, t in bundle.parts.items() if p != "html"},
+                    bundle.digest,
+                    bundle.version,
                 )
             self._bundles[(template, channel)] = bundle
         return bundle
@@ -240,7 +300,7 @@ class Renderer:
                 self._collect_sources(name, sources)
             except TemplateNotFound as exc:
                 if part in _REQUIRED or exc.name != name:
-                    problem = f"template {exc.name} not found in {self._settings.directory}"
+                    problem = f"template {exc.name} not found in {self._where_from()}"
                     raise TemplateError(
                         f"{_where(template, channel, part, locale)}: {problem}"
                     ) from None
@@ -249,12 +309,16 @@ class Renderer:
                 raise TemplateError(
                     f"{_where(template, channel, part, locale)}: {problem}"
                 ) from None
-        digest = hashlib.sha256()
-        for name in sorted(sources):
-            data = sources[name].encode()
-            digest.update(f"{name}\0{len(data)}\0".encode())
-            digest.update(data)
-        return _Bundle(compiled, digest.hexdigest())
+        units = sorted({unit_of(name) for name in sources})
+        version = ", ".join(
+            f"{unit} v{self._versions[unit]}" for unit in units if unit in self._versions
+        )
+        return _Bundle(compiled, content_hash(sources), version)
+
+    def _where_from(self) -> str:
+        if isinstance(self._loader, FileSystemLoader):
+            return str(self._settings.directory)
+        return "the approved template library"
 
     def _collect_sources(self, name: str, sources: dict[str, str]) -> None:
         """Record the source of ``name`` and of every template it imports or includes."""
@@ -299,7 +363,27 @@ class Renderer:
         return rendered
 
 
-def _environment(loader: FileSystemLoader) -> ImmutableSandboxedEnvironment:
+class _LibraryLoader(BaseLoader):
+    """Templates from the approved library, each named by its path as its file name too, so
+    runtime errors point at the file and line (a plain DictLoader says ``<template>``)."""
+
+    def __init__(self, sources: dict[str, str]) -> None:
+        self._sources = sources
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        """The source, with the template's path as its file name."""
+        if template not in self._sources:
+            raise TemplateNotFound(template)
+        return self._sources[template], template, lambda: True
+
+    def list_templates(self) -> list[str]:
+        """Every path in the set."""
+        return sorted(self._sources)
+
+
+def _environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
     """Build the sandbox every template runs in.
 
     ImmutableSandboxedEnvironment: templates may not mutate event data either (one context
@@ -424,6 +508,7 @@ def _describe(exc: BaseException, directory: os.PathLike[str] | str) -> str:
     while tb is not None:  # jinja rewrites frames to point at template files and lines
         filename = tb.tb_frame.f_code.co_filename
         if filename.endswith(".j2"):
-            location = f" in {os.path.relpath(filename, directory)} line {tb.tb_lineno}"
+            path = os.path.relpath(filename, directory) if os.path.isabs(filename) else filename
+            location = f" in {path} line {tb.tb_lineno}"
         tb = tb.tb_next
     return f"{kind}{location}: {exc}"

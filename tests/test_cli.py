@@ -147,7 +147,10 @@ HELP = [
     (["alerts"], "List alerts from the store, newest first"),
     (["routes"], "Inspect routing"),
     (["routes", "test"], "Print who would be notified about an event"),
-    (["templates"], "Manage translations of the templates"),
+    (["templates"], "Templates and their translations"),
+    (["templates", "export"], "Write the approved (live) templates and catalogs back to files"),
+    (["console"], "The web console"),
+    (["console", "password"], "Set a console password for PERSON"),
     (["templates", "extract"], "Extract translatable messages from templates/"),
     (["templates", "update"], "Merge locales/notifier.pot into every catalog"),
     (["templates", "compile"], "Compile every catalog (.po) into the binary form"),
@@ -203,7 +206,7 @@ def test_config_check_reports_what_the_shipped_config_loads() -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("settings ok: broker 127.0.0.1:9092, topic notifier.events, store")
-    assert lines[1].startswith("directory ok: 9 people, roles: incident-commander, ")
+    assert lines[1].startswith("directory ok: 11 people, roles: comms-approver, comms-editor, ")
     assert lines[2] == "routing ok: 5 tiers, 6 rules"
     assert lines[3] == (
         "templates ok: alert, digest, policy-change, public-advisory, receipt, reminder, "

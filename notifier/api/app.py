@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from notifier import __version__
 from notifier.api import alerts, events, health, pages, receipts, silences, slack
 from notifier.api.deps import ApiContext
+from notifier.console.app import add_console
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -19,4 +20,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     for module in (health, alerts, silences, events, pages, receipts, slack):
         app.include_router(module.router)
+    if ctx.settings.console.enabled:
+        add_console(app, ctx)
     return app

@@ -34,13 +34,28 @@ def record(
 
 
 def entries(
-    conn: Connection, *, action: str | None = None, subject: str | None = None, limit: int = 500
+    conn: Connection,
+    *,
+    action: str | None = None,
+    subject: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 500,
 ) -> list[dict[str, Any]]:
-    """The newest entries first, optionally only one action (prefix, e.g. ``silence.``) or
-    one subject."""
-    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    if action is not None:
+    """The newest entries first, optionally only one action (prefix, e.g. ``silence.``), one
+    subject, one actor, or a time range (``since`` inclusive, ``until`` exclusive)."""
+    query = select(audit_log).order_by(audit_log.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    if action:
         query = query.where(audit_log.c.action.startswith(action, autoescape=True))
-    if subject is not None:
+    if subject:
         query = query.where(audit_log.c.subject == subject)
+    if actor:
+        query = query.where(audit_log.c.actor == actor)
+    if since is not None:
+        query = query.where(audit_log.c.at >= since)
+    if until is not None:
+        query = query.where(audit_log.c.at < until)
     return [dict(row) for row in conn.execute(query).mappings()]

@@ -196,6 +196,7 @@ class Sent:
     provider_id: str
     language: str
     template_hash: str
+    template_version: str = ""
 
 
 def mark_sent_many(conn: Connection, sent: Sequence[Sent]) -> None:
@@ -211,6 +212,7 @@ def mark_sent_many(conn: Connection, sent: Sequence[Sent]) -> None:
             provider_id=bindparam("b_provider"),
             language=bindparam("b_language"),
             template_hash=bindparam("b_hash"),
+            template_version=bindparam("b_version"),
             lease_expires_at=None,
             error_reason=None,
             last_error=None,
@@ -222,6 +224,7 @@ def mark_sent_many(conn: Connection, sent: Sequence[Sent]) -> None:
                 "b_provider": s.provider_id,
                 "b_language": s.language,
                 "b_hash": s.template_hash,
+                "b_version": s.template_version or None,
             }
             for s in sent
         ],
@@ -296,6 +299,7 @@ def fall_back(
         "sent_at": None,
         "language": None,
         "template_hash": None,
+        "template_version": None,
         "provider_id": None,
     }
     insert_ = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert

@@ -183,6 +183,8 @@ notifications = Table(
     Column("sent_at", UTCDateTime),
     Column("language", String(32)),
     Column("template_hash", String(64)),
+    # Which approved library versions rendered it ("alert v3, shared v1").
+    Column("template_version", String(128)),
     Column("provider_id", Text),
     # What a follow-up says beyond the event: who acknowledged, the latest status update, ...
     Column("details", JSON),
@@ -304,8 +306,8 @@ holds = Table(
 Index("ix_holds_alert_id", holds.c.alert_id, holds.c.occurrence)
 Index("ix_holds_open", holds.c.ended_at, holds.c.cause)
 
-# Append-only record of what people did: silences created and expired (and, later, template
-# edits, approvals and sign-ins). Never updated or deleted by the engine.
+# Append-only record of what people did: silences, template and translation edits and
+# approvals, acknowledgments and resolutions, sign-ins. Never updated or deleted by the engine.
 audit_log = Table(
     "audit_log",
     metadata,
@@ -345,4 +347,40 @@ bundles = Table(
     Column("due_at", UTCDateTime),
     Column("last_flush_at", UTCDateTime),
     Column("repeats", Integer),
+)
+
+# The template library: every version of every template unit (a template folder, or
+# "shared" for the top-level macro files) and of every locale's catalog (kind "catalog"),
+# with its files ({path: source}). Drafts change until approved; an approved version never
+# changes again. Approval is four-eyes and names the exact content hash that was reviewed.
+library_versions = Table(
+    "library_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("based_on", Integer),
+    Column("author", String(64), nullable=False),
+    Column("note", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("approved_by", String(64)),
+    Column("approved_at", UTCDateTime),
+    UniqueConstraint("kind", "name", "number"),
+)
+
+# The version of each unit the engine renders now: an approved one (a rollback points it at
+# an older approved version again).
+library_live = Table(
+    "library_live",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("version_id", Integer, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("by", String(64), nullable=False),
 )

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, select, update
 from notifier.directory import Directory
 from notifier.errors import NotifierError, Reason
 from notifier.lifecycle import Action, Outcome, Status, TransitionRefused, Verb, decide
+from notifier.store import audit
 from notifier.store.followups import FollowUps, after_action
 from notifier.store.schema import alert_timeline, alerts
 
@@ -103,6 +104,15 @@ def apply_action(
                 channel=action.channel,
                 note=action.note,
             )
+        )
+        # The audit log has every action of every person, whichever channel it came from.
+        audit.record(
+            conn,
+            action.at,
+            action.by,
+            f"alert.{action.verb.value}",
+            alert_id,
+            {"alert": name, "occurrence": occurrence, "channel": action.channel},
         )
         follow_ups = after_action(conn, alert_id, occurrence, action, directory)
         return ActionResult(alert_id, name, occurrence, outcome, acknowledged_by, follow_ups)

@@ -1,0 +1,197 @@
+"""Console speed: the template preview and the incident list, measured on the server.
+
+Usage: python bench/console.py [--alerts 10000] [--runs 15]
+
+In one process (the app called in-process over ASGI, so the figures are server time without
+a network): a SQLite store seeded with the shipped template library and ``--alerts`` open
+alerts, a signed-in session, then
+
+* **preview**: ``POST /console/templates/<name>/preview`` for every shipped template with its
+  shipped sources, which renders every locale side by side *and* lints the draft; the figure
+  per template is the median over ``--runs`` requests. Baseline in the same run: the engine
+  rendering the same template once in one locale (``Renderer.render``), so the ratio says
+  what the preview costs over a plain render.
+* **incident list**: ``GET /console/incidents`` with every open alert (the page's own
+  ``Server-Timing`` header: query plus HTML; and the whole in-process request). Baseline:
+  the query alone (``open_alerts``).
+
+Targets (issue 6): preview < 100 ms for any template and locale; the incident list for 10,000
+open alerts < 300 ms server time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from seed import seed_open_alerts  # noqa: E402
+
+from notifier.api.app import create_app  # noqa: E402
+from notifier.api.deps import ApiContext  # noqa: E402
+from notifier.app import load_configuration  # noqa: E402
+from notifier.console.auth import SESSION_COOKIE, Sessions  # noqa: E402
+from notifier.library import seed  # noqa: E402
+from notifier.links import LinkSigner  # noqa: E402
+from notifier.preview import load_samples, sample_context  # noqa: E402
+from notifier.settings import Settings, StoreSettings, TemplateSettings  # noqa: E402
+from notifier.store import Database  # noqa: E402
+from notifier.store import library as store  # noqa: E402
+from notifier.store.incidents import open_alerts  # noqa: E402
+from notifier.testing import FakeClock  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+async def _median_ms(runs: int, call: Callable[[], Awaitable[float | None]]) -> float:
+    """Median of ``runs`` calls; a call returns its own figure (ms) or None to be timed."""
+    figures = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        own = await call()
+        figures.append(own if own is not None else (time.perf_counter() - started) * 1000)
+    return statistics.median(figures)
+
+
+async def main(alerts: int, runs: int) -> None:
+    """Seed, sign in, measure, print."""
+    workdir = Path(tempfile.mkdtemp(prefix="console-bench-"))
+    settings = Settings(
+        store=StoreSettings(url=f"sqlite:///{workdir / 'bench.db'}"),
+        templates=TemplateSettings(
+            directory=ROOT / "templates", locales_directory=ROOT / "locales"
+        ),
+        config_dir=ROOT / "config",
+    )
+    config = load_configuration(settings)
+    db = Database(settings.store.url)
+    db.migrate()
+    clock = FakeClock(NOW)
+    seed(db, settings.templates.directory, settings.templates.locales_directory, clock)
+    print(f"seeding {alerts:,} open alerts ...", flush=True)
+    seed_open_alerts(db, alerts, NOW)
+
+    async def publish(_: object) -> None:
+        return None
+
+    async def no_problem() -> None:
+        return None
+
+    ctx = ApiContext(
+        settings,
+        db,
+        config.directory,
+        clock,
+        LinkSigner(settings.links.secrets, 3600, clock),
+        publish,
+        no_problem,
+        renderer=config.renderer,
+        routing=config.router.config,
+    )
+    app = create_app(ctx)
+    editor = next(p for p in config.directory if "comms-editor" in p.roles)
+    cookie = Sessions(settings.links.secrets, 3600, clock, config.directory).issue(editor)
+    viewer = Sessions(settings.links.secrets, 3600, clock, config.directory).viewer(cookie)
+    assert viewer is not None
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://bench", cookies={SESSION_COOKIE: cookie}
+    ) as client:
+        with db.engine.connect() as conn:
+            live = store.live_set(conn)
+            units = store.units(conn, "template")
+        samples = load_samples(ROOT / "config" / "samples")
+        print("\npreview (every locale side by side + lint), ms, median of", runs)
+        print(f"  {'template':16} {'preview':>9} {'one render':>11} {'ratio':>7}")
+        worst = 0.0
+        for unit in units:
+            if unit.name == "shared" or unit.live is None:
+                continue
+            form = {"csrf": viewer.csrf, "base": str(unit.live.id), "channel": "email"}
+            form |= {f"file:{path}": text for path, text in unit.live.files.items()}
+
+            async def request(form: dict[str, str] = form, name: str = unit.name) -> None:
+                reply = await client.post(f"/console/templates/{name}/preview", data=form)
+                assert reply.status_code == 200, reply.text[:300]
+                assert 'class="error"' not in reply.text, reply.text[:600]
+
+            await request()  # compile once, as the editor's first preview does
+            took = await _median_ms(runs, request)
+            context = sample_context(
+                next(
+                    s
+                    for s in samples
+                    if (s.kind == "policy") == (unit.name in ("policy-change", "public-advisory"))
+                ),
+                template=unit.name,
+                status=_first_status(unit.name),
+                locale="de",
+                timezone="Europe/Berlin",
+                tier="responders",
+                confidential=False,
+            )
+
+            async def render_once(name: str = unit.name, context: dict = context) -> None:  # type: ignore[type-arg]
+                config.renderer.render(
+                    name, "email", locale="de", timezone="Europe/Berlin", context=context
+                )
+
+            await render_once()
+            baseline = await _median_ms(runs, render_once)
+            worst = max(worst, took)
+            print(f"  {unit.name:16} {took:9.1f} {baseline:11.2f} {took / baseline:6.0f}x")
+        print(f"  slowest template: {worst:.1f} ms (target < 100 ms)")
+        del live
+
+        async def page_server_time() -> float:
+            reply = await client.get("/console/incidents")
+            assert reply.status_code == 200
+            return float(reply.headers["server-timing"].split("dur=")[1])
+
+        async def page_request() -> None:
+            reply = await client.get("/console/incidents")
+            assert reply.status_code == 200
+
+        async def query_only() -> None:
+            def run() -> int:
+                with db.engine.connect() as conn:
+                    return len(open_alerts(conn))
+
+            count = await asyncio.to_thread(run)
+            assert count == alerts, count
+
+        await page_request()
+        server = await _median_ms(runs, page_server_time)
+        whole = await _median_ms(runs, page_request)
+        query = await _median_ms(runs, query_only)
+        size = len((await client.get("/console/incidents")).content)
+        print(f"\nincident list, {alerts:,} open alerts, ms, median of {runs}")
+        print(f"  server time (query + HTML) {server:8.1f}   (target < 300 ms)")
+        print(f"  whole in-process request   {whole:8.1f}   page {size / 1e6:.1f} MB")
+        print(f"  query alone (baseline)     {query:8.1f}   page/query {server / query:.1f}x")
+    db.dispose()
+
+
+def _first_status(template: str) -> str:
+    from notifier.preview import statuses_of
+
+    return statuses_of(template)[0]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    asyncio.run(main(args.alerts, args.runs))

@@ -1,0 +1,38 @@
+"""Adds the console to the HTTP application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from notifier.api.deps import ApiContext
+from notifier.console import audit, incidents, library, signin
+from notifier.console.auth import Sessions
+from notifier.console.web import PREFIX, install
+
+
+def add_console(app: FastAPI, ctx: ApiContext) -> None:
+    """Serve the console under ``/console``."""
+    install(
+        app,
+        Sessions(
+            ctx.settings.links.secrets,
+            ctx.settings.console.session_ttl_seconds,
+            ctx.clock,
+            ctx.directory,
+        ),
+    )
+    for module in (signin, incidents, library, audit):
+        app.include_router(module.router)
+    app.mount(
+        f"{PREFIX}/static",
+        StaticFiles(directory=Path(__file__).parent / "static"),
+        name="console-static",
+    )
+
+    @app.get(PREFIX, include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse(f"{PREFIX}/incidents", status_code=303)

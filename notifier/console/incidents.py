@@ -1,0 +1,128 @@
+"""``/console/incidents``: the open alerts, and per alert its timeline with Acknowledge and
+Resolve buttons for those allowed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from notifier.api.alerts import act
+from notifier.console.web import PREFIX, Ctx, Form, SignedIn, fragment, render, secure_headers
+from notifier.directory import Capability
+from notifier.lifecycle import Verb
+from notifier.store.incidents import open_alerts, timeline_entries
+from notifier.store.schema import alerts
+from notifier.store.timeline import AlertNotFound
+
+router = APIRouter(prefix=f"{PREFIX}/incidents", include_in_schema=False)
+
+Severity = Annotated[str | None, Query(pattern="^(critical|high|warning|info)?$")]
+State = Annotated[str | None, Query(pattern="^(firing|acknowledged)?$")]
+
+
+async def _rows(ctx: Ctx, severity: str | None, state: str | None) -> list[Any]:
+    def load() -> list[Any]:
+        with ctx.db.engine.connect() as conn:
+            return list(open_alerts(conn, severity=severity or None, status=state or None))
+
+    return await asyncio.to_thread(load)
+
+
+@router.get("")
+async def incident_list(
+    request: Request, ctx: Ctx, viewer: SignedIn, severity: Severity = None, state: State = None
+) -> HTMLResponse:
+    """Every open alert, most severe first."""
+    started = time.perf_counter()
+    rows = await _rows(ctx, severity, state)
+    response = render(
+        request, "incidents.html", viewer=viewer, rows=rows, severity=severity or "",
+        state=state or "",
+    )
+    # Server time, for the browser's developer tools and the console bench.
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
+
+
+@router.get("/rows")
+async def incident_rows(
+    ctx: Ctx, viewer: SignedIn, severity: Severity = None, state: State = None
+) -> HTMLResponse:
+    """The table body alone (the list refreshes itself with it)."""
+    rows = await _rows(ctx, severity, state)
+    html = fragment("incident_rows.html", rows=rows, now=ctx.clock.now())
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{alert_id}")
+async def incident(request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn) -> HTMLResponse:
+    """One alert: what is known, who was told, who acted."""
+
+    def load() -> tuple[dict[str, Any], list[Any]] | None:
+        with ctx.db.engine.connect() as conn:
+            row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
+            if row is None:
+                return None
+            return dict(row), timeline_entries(conn, alert_id)
+
+    try:
+        found = await asyncio.to_thread(load)
+    except AlertNotFound:
+        found = None
+    if found is None:
+        return render(
+            request, "message.html", viewer=viewer, status=404, title="Alert not found",
+            message=f"There is no alert {alert_id}.", back=f"{PREFIX}/incidents",
+        )
+    alert, entries = found
+    return render(request, "incident.html", viewer=viewer, alert=alert, entries=entries)
+
+
+async def _act(
+    request: Request, ctx: Ctx, viewer: SignedIn, alert_id: str, verb: Verb, note: str | None
+) -> Response:
+    try:
+        await act(ctx, alert_id, viewer.person, verb, note, "console")
+    except HTTPException as exc:
+        return render(
+            request, "message.html", viewer=viewer, status=exc.status_code,
+            title=f"Could not {verb.value}", message=str(exc.detail),
+            back=f"{PREFIX}/incidents/{alert_id}",
+        )
+    return secure_headers(RedirectResponse(f"{PREFIX}/incidents/{alert_id}", status_code=303))
+
+
+def _note(form: Form) -> str | None:
+    note = str(form.get("note") or "").strip()
+    return note[:2000] or None
+
+
+@router.post("/{alert_id}/acknowledge")
+async def acknowledge(
+    request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn, form: Form
+) -> Response:
+    """Take charge of the alert (stops its escalation)."""
+    if not viewer.can(Capability.ACKNOWLEDGE):
+        return render(
+            request, "message.html", viewer=viewer, status=403, title="Not allowed",
+            message="Your roles do not allow acknowledging alerts.",
+        )
+    return await _act(request, ctx, viewer, alert_id, Verb.ACKNOWLEDGE, _note(form))
+
+
+@router.post("/{alert_id}/resolve")
+async def resolve(
+    request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn, form: Form
+) -> Response:
+    """Close the alert by hand."""
+    if not viewer.can(Capability.RESOLVE):
+        return render(
+            request, "message.html", viewer=viewer, status=403, title="Not allowed",
+            message="Your roles do not allow resolving alerts.",
+        )
+    return await _act(request, ctx, viewer, alert_id, Verb.RESOLVE, _note(form))

@@ -1,0 +1,110 @@
+"""``/console/login`` and ``/console/logout``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
+
+from notifier.api.deps import ApiContext
+from notifier.console.auth import LOGIN_COOKIE, SESSION_COOKIE, check_password
+from notifier.console.web import PREFIX, Ctx, Form, SignedIn, render, secure_headers, sessions
+from notifier.directory import Capability
+from notifier.store import audit
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only places inside the console: an open redirect would make the sign-in page a
+    # phishing tool.
+    if target and target.startswith(PREFIX + "/") and not target.startswith("//"):
+        return target
+    return f"{PREFIX}/incidents"
+
+
+def _secure(ctx: ApiContext) -> bool:
+    return ctx.settings.http.public_url.startswith("https://")
+
+
+async def _record(ctx: ApiContext, actor: str, action: str, details: dict[str, str]) -> None:
+    def write() -> None:
+        with ctx.db.transaction() as conn:
+            audit.record(conn, ctx.clock.now(), actor, action, "console", details)
+
+    await asyncio.to_thread(write)
+
+
+def _sign_in_page(
+    request: Request, ctx: ApiContext, *, next_: str, person: str = "", error: str = "",
+    status: int = 200,
+) -> Response:
+    token, cookie = sessions(request).sign_in_token()
+    response = render(
+        request, "login.html", viewer=None, status=status, token=token, next=next_,
+        person=person, error=error,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, cookie, max_age=3600, path=PREFIX, httponly=True, samesite="strict",
+        secure=_secure(ctx),
+    )
+    return response
+
+
+@router.get("/login")
+async def sign_in_page(request: Request, ctx: Ctx, next: str | None = None) -> Response:
+    """The sign-in form."""
+    if sessions(request).viewer(request.cookies.get(SESSION_COOKIE)) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _sign_in_page(request, ctx, next_=_safe_next(next))
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form()
+
+
+@router.post("/login")
+async def sign_in(
+    request: Request, ctx: Ctx, form: Annotated[FormData, Depends(_form)]
+) -> Response:
+    """Check the password; on success set the session cookie and go on."""
+    person_id = str(form.get("person") or "").strip()[:64]
+    password = str(form.get("password") or "")
+    next_ = _safe_next(str(form.get("next") or ""))
+    issuer = sessions(request)
+    if not issuer.check_sign_in_token(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):  # type: ignore[arg-type]
+        return render(
+            request, "message.html", viewer=None, status=403, title="Not allowed",
+            message="This sign-in form is missing its security token or it is out of date: "
+            "reload the page and try again.",
+        )
+    person = ctx.directory.get(person_id)
+    # Argon2 takes tens of milliseconds: keep the event loop free meanwhile.
+    valid = await asyncio.to_thread(check_password, person, password)
+    if person is None or not valid or not ctx.directory.may(person.id, Capability.VIEW):
+        await _record(ctx, person_id or "-", "console.sign-in-failed", {"person": person_id})
+        return _sign_in_page(
+            request, ctx, next_=next_, person=person_id, status=401,
+            error="That id and password do not match, or your roles do not include the "
+            "console.",
+        )
+    await _record(ctx, person.id, "console.sign-in", {})
+    response = RedirectResponse(next_, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, issuer.issue(person), max_age=issuer.ttl_seconds, path=PREFIX,
+        httponly=True, samesite="lax", secure=_secure(ctx),
+    )
+    response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
+    return secure_headers(response)
+
+
+@router.post("/logout")
+async def sign_out(ctx: Ctx, viewer: SignedIn, _: Form) -> Response:
+    """End the session in this browser."""
+    await _record(ctx, viewer.person.id, "console.sign-out", {})
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return secure_headers(response)

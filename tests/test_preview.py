@@ -1,0 +1,319 @@
+"""Live preview of template drafts: sample events rendered for a channel and every locale.
+
+The renderer is built the way the console builds it: from the library set (the shipped
+template files as ``{path: source}``) and the catalogs as ``.po`` texts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier.compose import template_context
+from notifier.errors import ConfigError
+from notifier.events import ALERT_TYPE, POLICY_TYPE
+from notifier.i18n import Catalogs, read_po_texts
+from notifier.preview import (
+    ALERT_STATUSES,
+    STATUS_KINDS,
+    STATUSES,
+    VARIANTS,
+    Sample,
+    library_renderer,
+    load_samples,
+    preview,
+    preview_all,
+    sample_context,
+    samples_for,
+    statuses_of,
+)
+from notifier.settings import TemplateSettings
+from notifier.store.outbox import PendingNotification
+from notifier.templating import SHARED, Renderer, unit_of
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "templates"
+SOURCES = {
+    path.relative_to(TEMPLATES).as_posix(): path.read_text(encoding="utf-8")
+    for path in sorted(TEMPLATES.rglob("*.j2"))
+}
+PO_TEXTS = read_po_texts(ROOT / "locales")
+LOCALES = sorted(PO_TEXTS)
+SHIPPED = sorted({unit_of(path) for path in SOURCES} - {SHARED})
+SAMPLES = load_samples(ROOT / "config" / "samples")
+SETTINGS = TemplateSettings(directory=TEMPLATES)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(SETTINGS, Catalogs.from_po_texts(PO_TEXTS), sources=SOURCES)
+
+
+def sample(name: str) -> Sample:
+    return next(s for s in SAMPLES if s.name == name)
+
+
+def with_source(path: str, source: str) -> dict[str, str]:
+    return {**SOURCES, path: source}
+
+
+def test_the_shipped_set_is_what_these_tests_expect() -> None:
+    assert {"alert", "digest", "policy-change", "public-advisory", "receipt"} <= set(SHIPPED)
+    assert {"en", "de", "es"} <= set(LOCALES)
+    assert {s.kind for s in SAMPLES} == {"alert", "policy"}
+
+
+def test_every_shipped_template_has_its_statuses_listed() -> None:
+    assert set(STATUSES) == set(SHIPPED)
+    for statuses in STATUSES.values():
+        assert set(statuses) <= set(STATUS_KINDS)
+
+
+def test_an_unknown_template_renders_the_alert_statuses() -> None:
+    assert statuses_of("brand-new") == ALERT_STATUSES
+    assert statuses_of("receipt") == ("receipt-reminder", "receipt-overdue")
+
+
+@pytest.mark.parametrize("template", SHIPPED)
+def test_every_template_renders_in_every_locale_for_its_statuses(
+    renderer: Renderer, template: str
+) -> None:
+    problems = []
+    rendered = 0
+    for status in statuses_of(template):
+        fitting = samples_for(SAMPLES, status)
+        assert fitting, f"no sample fits {status}"
+        for event in fitting:
+            for variant in VARIANTS.get(status, (None,)):
+                for channel in ("email", "slack"):
+                    for shown in preview_all(
+                        renderer,
+                        template=template,
+                        channel=channel,
+                        locales=LOCALES,
+                        sample=event,
+                        status=status,
+                        variant=variant,
+                    ):
+                        rendered += 1
+                        where = f"{status}/{variant}/{event.name}/{channel}/{shown.locale}"
+                        if shown.error is not None:
+                            problems.append(f"{where}: {shown.error}")
+                        elif not (shown.subject and shown.text.strip()):
+                            problems.append(f"{where}: empty subject or text")
+                        elif (shown.html is None) != (channel != "email"):
+                            problems.append(f"{where}: html is {shown.html!r:.40}")
+    assert not problems, "\n".join(problems)
+    assert rendered >= len(statuses_of(template)) * len(LOCALES) * 2
+
+
+def test_german_preview_of_the_alert_is_german(renderer: Renderer) -> None:
+    german = preview(
+        renderer, template="alert", channel="email", locale="de", sample=sample("alert-firing")
+    )
+    english = preview(
+        renderer, template="alert", channel="email", locale="en", sample=sample("alert-firing")
+    )
+    assert german.error is None and english.error is None
+    assert german.status == "firing"
+    assert (german.language, english.language) == ("de", "en")
+    assert german.subject.startswith("[Kritisch] Alarm:")
+    assert "Guten Tag Ada Lovelace," in german.text
+    assert "Schweregrad: Kritisch" in german.text
+    assert german.html is not None and 'lang="de"' in german.html
+    assert "Hello Ada Lovelace," in english.text and "Hello" not in german.text
+
+
+def test_preview_all_gives_one_preview_per_locale_in_order(renderer: Renderer) -> None:
+    previews = preview_all(
+        renderer,
+        template="policy-change",
+        channel="email",
+        locales=["es", "de_CH", "en", "fr"],
+        sample=sample("policy-emergency-upgrade"),
+    )
+    assert [p.locale for p in previews] == ["es", "de_CH", "en", "fr"]
+    # de_CH reads the German catalog; fr has none and falls back to English.
+    assert [p.language for p in previews] == ["es", "de", "en", "en"]
+    assert all(p.error is None for p in previews)
+    assert len({p.subject for p in previews}) == 3
+    assert all(p.elapsed_ms > 0 for p in previews)
+
+
+def test_a_syntax_error_in_a_draft_is_shown_with_its_file_and_line() -> None:
+    path = "alert/email.text.j2"
+    lines = SOURCES[path].splitlines()
+    lines[9] = "{% if status == %}"  # line 10
+    draft = library_renderer(SETTINGS, with_source(path, "\n".join(lines)), PO_TEXTS)
+    shown = preview(
+        draft, template="alert", channel="email", locale="de", sample=sample("alert-firing")
+    )
+    assert shown.error is not None
+    assert "syntax error in alert/email.text.j2 line 10" in shown.error
+    assert (shown.subject, shown.text, shown.html) == ("", "", None)
+    assert shown.language == "de"
+
+
+def test_a_runtime_error_in_a_draft_names_its_file_and_line() -> None:
+    path = "alert/email.subject.j2"
+    draft = library_renderer(SETTINGS, with_source(path, "\n\n{{ alert.nothing }}\n"), PO_TEXTS)
+    shown = preview(
+        draft, template="alert", channel="slack", locale="en", sample=sample("alert-firing")
+    )
+    assert shown.error is not None
+    assert "undefined variable in alert/email.subject.j2 line 3" in shown.error
+
+
+def test_the_draft_renderer_is_compiled_once_per_content() -> None:
+    first = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
+    assert library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS) is first
+    edited = with_source("alert/email.text.j2", SOURCES["alert/email.text.j2"] + "\n")
+    assert library_renderer(SETTINGS, edited, PO_TEXTS) is not first
+
+
+def test_problems_of_the_request_are_errors_not_exceptions(renderer: Renderer) -> None:
+    policy = sample("policy-hot-patch")
+    wrong_kind = preview(renderer, template="alert", channel="email", locale="en", sample=policy)
+    assert wrong_kind.error is not None and "policy" in wrong_kind.error
+    bad_zone = preview(
+        renderer,
+        template="policy-change",
+        channel="email",
+        locale="en",
+        sample=policy,
+        timezone="Mars/Olympus_Mons",
+    )
+    assert bad_zone.error is not None and "Mars/Olympus_Mons" in bad_zone.error
+    unknown = preview(
+        renderer,
+        template="policy-change",
+        channel="email",
+        locale="en",
+        sample=policy,
+        status="exploded",
+    )
+    assert unknown.error is not None and "exploded" in unknown.error
+
+
+def test_samples_are_read_and_alertmanager_payloads_converted() -> None:
+    names = [s.name for s in SAMPLES]
+    assert names == sorted(names)
+    assert "alertmanager-webhook" in names
+    converted = sample("alertmanager-webhook")
+    assert converted.kind == "alert"
+    assert converted.event["type"] == ALERT_TYPE
+    assert converted.event["data"]["alertname"] == "ValidatorMissedAttestations"
+    assert converted.event["data"]["severity"] == "warning"
+    assert sample("policy-hot-patch").event["type"] == POLICY_TYPE
+    assert [s.name for s in samples_for(SAMPLES, "notice")] == [
+        "policy-emergency-upgrade",
+        "policy-hot-patch",
+    ]
+
+
+def test_load_samples_refuses_a_file_that_is_no_event(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text('{"specversion": "1.0", "id": "x"}')
+    with pytest.raises(ConfigError, match=r"broken\.json"):
+        load_samples(tmp_path)
+
+
+def contextual(
+    status: str,
+    name: str,
+    *,
+    template: str = "alert",
+    confidential: bool = True,
+    variant: str | None = None,
+) -> dict[str, Any]:
+    return sample_context(
+        sample(name),
+        template=template,
+        status=status,
+        locale="de",
+        timezone="Europe/Berlin",
+        tier="responders",
+        confidential=confidential,
+        variant=variant,
+    )
+
+
+def test_sample_context_follows_the_contract() -> None:
+    escalated = contextual("escalated", "alert-firing")
+    assert escalated["kind"] == "alert" and escalated["status"] == "escalated"
+    assert escalated["step"] == 2
+    assert escalated["links"] == {"acknowledge": "https://notifier.example/ack/EXAMPLE-TOKEN"}
+    assert escalated["recipient"] == {
+        "name": "Ada Lovelace",
+        "locale": "de",
+        "timezone": "Europe/Berlin",
+    }
+    assert escalated["confidential"] is None  # alerts have no confidential section
+    assert set(escalated) == {
+        *("kind", "status", "step", "details", "alert", "confidential"),
+        *("recipient", "tier", "event", "links"),
+    }
+    acknowledged = contextual("acknowledged", "alert-firing")
+    assert acknowledged["details"]["by"] == "Grace Hopper"
+    assert acknowledged["links"] == {}
+    resolved_by_monitoring = contextual("resolved", "alert-resolved")
+    assert resolved_by_monitoring["details"] == {}
+    overdue = contextual("receipt-overdue", "policy-hot-patch", template="receipt")
+    pending = overdue["details"]["pending"]
+    assert pending and {"name", "organization", "tier"} <= set(pending[0])
+    notice = contextual("notice", "policy-emergency-upgrade", template="policy-change")
+    assert notice["links"] == {"confirm": "https://notifier.example/receipt/EXAMPLE-TOKEN"}
+    secrets = sample("policy-emergency-upgrade").event["data"]["confidential"]
+    assert notice["confidential"] == secrets and secrets
+    uncleared = contextual(
+        "notice", "policy-emergency-upgrade", template="policy-change", confidential=False
+    )
+    assert uncleared["confidential"] is None
+    digest = contextual("digest", "alert-firing", template="digest", variant="throttled")
+    assert digest["details"]["reason"] == "throttled"
+    assert len(digest["details"]["items"]) == 3
+
+
+def test_sample_context_is_the_engines_context_for_the_same_notification() -> None:
+    event = sample("policy-emergency-upgrade")
+    built = sample_context(
+        event,
+        template="policy-change",
+        status="escalated",
+        locale="es",
+        timezone="UTC",
+        tier="partners",
+        confidential=True,
+    )
+    stored = PendingNotification(
+        id="n1",
+        alert_id="a1",
+        fingerprint="f",
+        occurrence=1,
+        kind="escalated-2",
+        person_id="ada",
+        channel="email",
+        address="ada@example.org",
+        recipient_name="Ada Lovelace",
+        tier="partners",
+        template="policy-change",
+        clearance="confidential",
+        locale="es",
+        timezone="UTC",
+        dispatches=0,
+        payload=dict(event.event),
+        details=None,
+    )
+    engine = template_context(stored, built["links"])
+    assert {k: v for k, v in engine.items() if k != "details"} == {
+        k: v for k, v in built.items() if k != "details"
+    }
+
+
+def test_an_unknown_status_or_variant_is_refused_by_sample_context() -> None:
+    with pytest.raises(ValueError, match="exploded"):
+        contextual("exploded", "alert-firing")
+    with pytest.raises(ValueError, match="sideways"):
+        contextual("escalated", "alert-firing", variant="sideways")
+    assert contextual("escalated", "alert-firing", variant="no-step")["step"] is None
