@@ -10,7 +10,9 @@ got what, on which channel, in which language.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -19,8 +21,10 @@ import click
 import orjson
 from pydantic import SecretStr
 
-from notifier.app import Engine, load_configuration
+from notifier.app import Configuration, Engine, load_configuration
 from notifier.broker import EmbeddedBroker, free_port, publish, records_for
+from notifier.console.auth import hash_password
+from notifier.directory import Capability, Directory
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import Settings
 from notifier.slack_standin import SlackStandIn
@@ -43,6 +47,21 @@ _BAD_RECORDS = [
         ),
     ),
 ]
+
+
+def _with_console_password(config: Configuration, password: str) -> Configuration:
+    """The configuration with ``password`` for everyone the console lets in (demo only: the
+    shipped directory has no passwords)."""
+    directory = config.directory
+    digest = hash_password(password)
+    people = [
+        p.model_copy(update={"password_hash": digest})
+        if directory.may(p.id, Capability.VIEW)
+        else p
+        for p in directory
+    ]
+    updated = Directory(people, directory.permissions, directory.channels)
+    return dataclasses.replace(config, directory=updated)
 
 
 async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> int:
@@ -109,7 +128,11 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
             ),
         }
     )
-    engine = Engine(load_configuration(settings))
+    config = load_configuration(settings)
+    console_password = secrets.token_urlsafe(9) if keep else None
+    if console_password is not None:
+        config = _with_console_password(config, console_password)
+    engine = Engine(config)
     stop = asyncio.Event()
     try:
         await engine.start(api=True)
@@ -119,11 +142,21 @@ async def run_demo(settings: Settings, samples: Path, *, keep: bool = False) -> 
         ok = await _wait_until_done(engine, expected, runner)
         _report(engine, mail_dir, slack)
         if keep:
+            people = ", ".join(p.id for p in config.directory if p.password_hash)
             click.echo(
-                "\nrunning; publish more with `notifier publish FILE` "
+                f"\n▶ web console on http://127.0.0.1:{http_port}/console: sign in as any of "
+                f"{people} with the password {console_password} (this run only)"
+            )
+            click.echo(
+                "running; publish more with `notifier publish FILE` "
                 f"(NOTIFIER_KAFKA__BOOTSTRAP_SERVERS={bootstrap}); Ctrl-C to stop"
             )
             await runner
+        else:
+            click.echo(
+                "\n`notifier demo --keep` keeps it running, with the web console "
+                "(incidents, templates, translations, audit log)"
+            )
         stop.set()
         await runner
         return 0 if ok else 1

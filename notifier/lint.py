@@ -62,7 +62,7 @@ from notifier.preview import (
 from notifier.routing import Clearance, RoutingConfig
 from notifier.settings import TemplateSettings
 from notifier.slack_blocks import MAX_SECTION_CHARS, escape
-from notifier.templating import FALLBACK_CHANNEL, SHARED, _environment, unit_of
+from notifier.templating import FALLBACK_CHANNEL, SHARED, environment, unit_of
 from notifier.translations import MessageRef, TranslationError, template_messages, untranslated
 
 __all__ = [
@@ -191,7 +191,7 @@ class _FileInfo:
 
 # The renderer's own Jinja environment (syntax, filters, tests, globals), so a file parses here
 # exactly as it renders (notifier.templating has no public accessor for it).
-_ENV = _environment(BaseLoader())
+_ENV = environment(BaseLoader())
 _ALLOWED = CONTEXT_NAMES | frozenset(_ENV.globals)
 
 

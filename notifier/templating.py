@@ -75,12 +75,15 @@ import gettext
 import hashlib
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import (
     BaseLoader,
+    BytecodeCache,
     Environment,
     FileSystemLoader,
     StrictUndefined,
@@ -93,6 +96,7 @@ from jinja2 import (
     pass_context,
 )
 from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.bccache import Bucket
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -162,7 +166,7 @@ class Renderer:
         self._catalogs = catalogs
         self._loader: BaseLoader = FileSystemLoader(settings.directory)
         self._versions: Mapping[str, int] = {}
-        self._env = _environment(self._loader)
+        self._env = environment(self._loader)
         self._bundles: dict[tuple[str, str], _Bundle] = {}
         self._translators: dict[str, Translators] = {}
         if sources is not None:
@@ -177,7 +181,7 @@ class Renderer:
         and every cache is swapped in one step.
         """
         loader = _LibraryLoader(dict(sources))
-        self._loader, self._env = loader, _environment(loader)
+        self._loader, self._env = loader, environment(loader)
         self._catalogs, self._versions = catalogs, dict(versions)
         self._bundles, self._translators = {}, {}
 
@@ -325,7 +329,7 @@ class Renderer:
         if name in sources:
             return
         sources[name] = source = self._loader.get_source(self._env, name)[0]
-        for referenced in meta.find_referenced_templates(self._env.parse(source, name)):
+        for referenced in _references(self._env, name, source):
             if referenced is None:
                 # A computed name could let event data pick template source, and the hash
                 # could not cover it.
@@ -383,7 +387,63 @@ class _LibraryLoader(BaseLoader):
         return sorted(self._sources)
 
 
-def _environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
+class _CompiledCache(BytecodeCache):
+    """Compiled template code shared by every renderer in the process, by file and source.
+
+    A new renderer (a newly approved set, a draft being previewed) then compiles only the
+    files whose source changed: Jinja checks each entry against the source's checksum, and
+    every environment here is configured alike (:func:`environment`). Bounded: previews of
+    drafts being typed would otherwise add an entry per keystroke.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._code: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        """Fill ``bucket`` from the cache (Jinja discards it if the source changed)."""
+        with self._lock:
+            data = self._code.get(bucket.key)
+            if data is not None:
+                self._code.move_to_end(bucket.key)
+        if data is not None:
+            bucket.bytecode_from_string(data)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        """Keep what was just compiled."""
+        data = bucket.bytecode_to_string()
+        with self._lock:
+            self._code[bucket.key] = data
+            self._code.move_to_end(bucket.key)
+            while len(self._code) > self._size:
+                self._code.popitem(last=False)
+
+
+_COMPILED = _CompiledCache()
+_REFERENCES: OrderedDict[str, tuple[str | None, ...]] = OrderedDict()
+_REFERENCES_LOCK = threading.Lock()
+
+
+def _references(env: Environment, name: str, source: str) -> tuple[str | None, ...]:
+    """The templates ``source`` imports or includes (None for a computed name).
+
+    Remembered by name and source: finding them means parsing the file, which costs as much
+    as compiling it, and a preview builds a renderer per edit of one file.
+    """
+    key = hashlib.sha256(f"{name}\0{source}".encode()).hexdigest()
+    with _REFERENCES_LOCK:
+        found = _REFERENCES.get(key)
+    if found is None:
+        found = tuple(meta.find_referenced_templates(env.parse(source, name)))
+        with _REFERENCES_LOCK:
+            _REFERENCES[key] = found
+            while len(_REFERENCES) > 1024:
+                _REFERENCES.popitem(last=False)
+    return found
+
+
+def environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
     """Build the sandbox every template runs in.
 
     ImmutableSandboxedEnvironment: templates may not mutate event data either (one context
@@ -403,6 +463,7 @@ def _environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
         auto_reload=False,
         cache_size=-1,  # never evict: a reload from disk could differ from the hashed source
         finalize=_no_none,
+        bytecode_cache=_COMPILED,
     )
     env.policies["ext.i18n.trimmed"] = True
     env.newstyle_gettext = True  # type: ignore[attr-defined]

@@ -31,14 +31,24 @@ def _day(value: str | None, *, end: bool = False) -> datetime | None:
 
 
 async def _entries(
-    ctx: Ctx, action: str | None, actor: str | None, subject: str | None, since: str | None,
-    until: str | None, limit: int | None,
+    ctx: Ctx,
+    action: str | None,
+    actor: str | None,
+    subject: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int | None,
 ) -> list[dict[str, Any]]:
     def load() -> list[dict[str, Any]]:
         with ctx.db.engine.connect() as conn:
             return audit.entries(
-                conn, action=action, actor=actor, subject=subject, since=_day(since),
-                until=_day(until, end=True), limit=limit,
+                conn,
+                action=action,
+                actor=actor,
+                subject=subject,
+                since=_day(since),
+                until=_day(until, end=True),
+                limit=limit,
             )
 
     return await asyncio.to_thread(load)
@@ -46,26 +56,46 @@ async def _entries(
 
 @router.get("/audit")
 async def audit_page(
-    request: Request, ctx: Ctx, viewer: SignedIn, action: Text = None, actor: Text = None,
-    subject: Text = None, since: Day = None, until: Day = None,
+    request: Request,
+    ctx: Ctx,
+    viewer: SignedIn,
+    action: Text = None,
+    actor: Text = None,
+    subject: Text = None,
+    since: Day = None,
+    until: Day = None,
 ) -> HTMLResponse:
     """Who did what and when, newest first (the latest 500; the CSV has everything)."""
     rows = await _entries(ctx, action, actor, subject, since, until, PAGE)
     filters = {
-        "action": action or "", "actor": actor or "", "subject": subject or "",
-        "since": since or "", "until": until or "",
+        "action": action or "",
+        "actor": actor or "",
+        "subject": subject or "",
+        "since": since or "",
+        "until": until or "",
     }
     query = urlencode({k: v for k, v in filters.items() if v})
     return render(
-        request, "audit.html", viewer=viewer, rows=rows, filters=filters, query=query,
-        limit=PAGE, details=lambda d: orjson.dumps(d).decode() if d else "",
+        request,
+        "audit.html",
+        viewer=viewer,
+        rows=rows,
+        filters=filters,
+        query=query,
+        limit=PAGE,
+        details=lambda d: orjson.dumps(d).decode() if d else "",
     )
 
 
 @router.get("/audit.csv")
 async def audit_csv(
-    ctx: Ctx, viewer: SignedIn, action: Text = None, actor: Text = None, subject: Text = None,
-    since: Day = None, until: Day = None,
+    ctx: Ctx,
+    viewer: SignedIn,
+    action: Text = None,
+    actor: Text = None,
+    subject: Text = None,
+    since: Day = None,
+    until: Day = None,
 ) -> Response:
     """The filtered log as CSV (every matching entry, newest first)."""
     rows = await _entries(ctx, action, actor, subject, since, until, None)

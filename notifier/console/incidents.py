@@ -41,7 +41,11 @@ async def incident_list(
     started = time.perf_counter()
     rows = await _rows(ctx, severity, state)
     response = render(
-        request, "incidents.html", viewer=viewer, rows=rows, severity=severity or "",
+        request,
+        "incidents.html",
+        viewer=viewer,
+        rows=rows,
+        severity=severity or "",
         state=state or "",
     )
     # Server time, for the browser's developer tools and the console bench.
@@ -76,8 +80,13 @@ async def incident(request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn) 
         found = None
     if found is None:
         return render(
-            request, "message.html", viewer=viewer, status=404, title="Alert not found",
-            message=f"There is no alert {alert_id}.", back=f"{PREFIX}/incidents",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=404,
+            title="Alert not found",
+            message=f"There is no alert {alert_id}.",
+            back=f"{PREFIX}/incidents",
         )
     alert, entries = found
     return render(request, "incident.html", viewer=viewer, alert=alert, entries=entries)
@@ -90,8 +99,12 @@ async def _act(
         await act(ctx, alert_id, viewer.person, verb, note, "console")
     except HTTPException as exc:
         return render(
-            request, "message.html", viewer=viewer, status=exc.status_code,
-            title=f"Could not {verb.value}", message=str(exc.detail),
+            request,
+            "message.html",
+            viewer=viewer,
+            status=exc.status_code,
+            title=f"Could not {verb.value}",
+            message=str(exc.detail),
             back=f"{PREFIX}/incidents/{alert_id}",
         )
     return secure_headers(RedirectResponse(f"{PREFIX}/incidents/{alert_id}", status_code=303))
@@ -109,7 +122,11 @@ async def acknowledge(
     """Take charge of the alert (stops its escalation)."""
     if not viewer.can(Capability.ACKNOWLEDGE):
         return render(
-            request, "message.html", viewer=viewer, status=403, title="Not allowed",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=403,
+            title="Not allowed",
             message="Your roles do not allow acknowledging alerts.",
         )
     return await _act(request, ctx, viewer, alert_id, Verb.ACKNOWLEDGE, _note(form))
@@ -122,7 +139,11 @@ async def resolve(
     """Close the alert by hand."""
     if not viewer.can(Capability.RESOLVE):
         return render(
-            request, "message.html", viewer=viewer, status=403, title="Not allowed",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=403,
+            title="Not allowed",
             message="Your roles do not allow resolving alerts.",
         )
     return await _act(request, ctx, viewer, alert_id, Verb.RESOLVE, _note(form))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,10 +30,17 @@ from notifier.console.web import (
 )
 from notifier.directory import Capability
 from notifier.i18n import Catalogs
-from notifier.lint import Finding, lint
-from notifier.preview import STATUSES, Sample, load_samples, preview_all
+from notifier.lint import lint
+from notifier.preview import (
+    Sample,
+    library_renderer,
+    load_samples,
+    preview_all,
+    samples_for,
+    statuses_of,
+)
 from notifier.store import library as store
-from notifier.templating import PARTS, SHARED, Renderer, content_hash, unit_of
+from notifier.templating import PARTS, SHARED, content_hash, unit_of
 from notifier.translations import (
     TranslationError,
     apply_edits,
@@ -62,12 +68,11 @@ class _Live:
 
 
 class _Workbench:
-    """Caches what previews need: the live set (by signature), renderers (by content hash)
-    and the samples; previews run often (every pause in typing), renders must stay cheap."""
+    """Caches what previews need: the live set (by signature) and the samples (renderers of
+    drafts are cached by content hash in :func:`notifier.preview.library_renderer`)."""
 
     def __init__(self) -> None:
         self.live: _Live | None = None
-        self.renderers: OrderedDict[str, Renderer] = OrderedDict()
         self.samples: list[Sample] | None = None
 
 
@@ -87,18 +92,6 @@ def _live(ctx: ApiContext, bench: _Workbench) -> _Live:
     catalogs = Catalogs.from_po_texts(live.po_texts, ctx.settings.templates.default_locale)
     bench.live = _Live(live.sources, live.po_texts, catalogs, live.signature)
     return bench.live
-
-
-def _renderer(ctx: ApiContext, bench: _Workbench, live: _Live, sources: dict[str, str]) -> Renderer:
-    key = content_hash(sources) + repr(live.signature)
-    renderer = bench.renderers.get(key)
-    if renderer is None:
-        renderer = Renderer(ctx.settings.templates, live.catalogs, sources=sources)
-        bench.renderers[key] = renderer
-        while len(bench.renderers) > 16:
-            bench.renderers.popitem(last=False)
-    bench.renderers.move_to_end(key)
-    return renderer
 
 
 def _samples(ctx: ApiContext, bench: _Workbench) -> list[Sample]:
@@ -136,8 +129,13 @@ async def _write(ctx: ApiContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _not_found(request: Request, viewer: SignedIn, what: str) -> HTMLResponse:
     return render(
-        request, "message.html", viewer=viewer, status=404, title="Not found",
-        message=f"There is no {what}.", back=f"{PREFIX}/templates",
+        request,
+        "message.html",
+        viewer=viewer,
+        status=404,
+        title="Not found",
+        message=f"There is no {what}.",
+        back=f"{PREFIX}/templates",
     )
 
 
@@ -158,9 +156,7 @@ async def template_list(request: Request, ctx: Ctx, viewer: SignedIn) -> HTMLRes
         }
         for unit in units
     ]
-    return render(
-        request, "templates.html", viewer=viewer, rows=rows, locales=_locales(live)
-    )
+    return render(request, "templates.html", viewer=viewer, rows=rows, locales=_locales(live))
 
 
 @router.get("/templates/{name}")
@@ -202,8 +198,8 @@ async def edit_template(
         base=base,
         files=sorted(base.files.items(), key=lambda kv: _file_order(kv[0])),
         channels=_channels(base.files, name),
-        samples=samples,
-        statuses=STATUSES.get(name, ()),
+        samples=samples_for(samples, statuses_of(name)[0]) or samples,
+        statuses=statuses_of(name) if name != SHARED else (),
         locales=_locales(live),
         own_draft=base.state == "draft" and base.author == viewer.person.id,
     )
@@ -237,11 +233,16 @@ async def _base(ctx: ApiContext, name: str, form: Form) -> store.Version | None:
     return base
 
 
+def _draft_sources(live: _Live, name: str, files: dict[str, str]) -> dict[str, str]:
+    """The live library with this unit's files replaced by the draft's."""
+    return {p: s for p, s in live.sources.items() if unit_of(p) != name} | files
+
+
 @router.post("/templates/{name}/preview")
 async def preview_template(
     request: Request, name: str, ctx: Ctx, viewer: SignedIn, form: Form
 ) -> HTMLResponse:
-    """The editor's preview: the unsaved files rendered in every locale, and lint results."""
+    """The editor's preview: the unsaved files rendered in every locale side by side."""
     base = await _base(ctx, name, form)
     if base is None:
         return HTMLResponse("<p class=error>Unknown version.</p>", status_code=404)
@@ -250,26 +251,23 @@ async def preview_template(
 
     def work() -> str:
         live = _live(ctx, bench)
-        sources = {p: s for p, s in live.sources.items() if unit_of(p) != name} | files
         samples = _samples(ctx, bench)
-        sample = next((s for s in samples if s.name == form.get("sample")), None) or (
-            samples[0] if samples else None
+        status = str(form.get("status") or "") or statuses_of(name)[0]
+        # Only samples this status can be about (a policy notice needs a policy event).
+        fitting = samples_for(samples, status) or samples
+        sample = next((s for s in fitting if s.name == form.get("sample")), None) or (
+            fitting[0] if fitting else None
         )
         channel = str(form.get("channel") or "email")
         channel = channel if channel in CHANNELS else "email"
-        status = str(form.get("status") or "") or None
-        findings: list[Finding] = lint(
-            sources,
-            name,
-            settings=ctx.settings.templates,
-            po_texts=live.po_texts,
-            routing=ctx.routing,
-            samples=samples,
-            default_locale=ctx.settings.templates.default_locale,
-        )
         previews = []
         if sample is not None and name != SHARED:
-            renderer = _renderer(ctx, bench, live, sources)
+            renderer = library_renderer(
+                ctx.settings.templates,
+                _draft_sources(live, name, files),
+                live.po_texts,
+                ctx.settings.templates.default_locale,
+            )
             previews = preview_all(
                 renderer,
                 template=name,
@@ -278,9 +276,35 @@ async def preview_template(
                 sample=sample,
                 status=status,
             )
-        return fragment(
-            "preview.html", findings=findings, previews=previews, hash=content_hash(files)
+        return fragment("preview.html", previews=previews, hash=content_hash(files))
+
+    return HTMLResponse(await asyncio.to_thread(work), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/templates/{name}/lint")
+async def lint_template(
+    request: Request, name: str, ctx: Ctx, viewer: SignedIn, form: Form
+) -> HTMLResponse:
+    """The editor's lint results for the unsaved files (every status, channel and locale is
+    rendered, so this follows the preview rather than holding it up)."""
+    base = await _base(ctx, name, form)
+    if base is None:
+        return HTMLResponse("<p class=error>Unknown version.</p>", status_code=404)
+    files = _edited_files(form, base)
+    bench = _bench(request)
+
+    def work() -> str:
+        live = _live(ctx, bench)
+        findings = lint(
+            _draft_sources(live, name, files),
+            name,
+            settings=ctx.settings.templates,
+            po_texts=live.po_texts,
+            routing=ctx.routing,
+            samples=_samples(ctx, bench),
+            default_locale=ctx.settings.templates.default_locale,
         )
+        return fragment("lint.html", findings=findings, hash=content_hash(files))
 
     return HTMLResponse(await asyncio.to_thread(work), headers={"Cache-Control": "no-store"})
 
@@ -298,13 +322,25 @@ async def save_template(
     note = str(form.get("note") or "").strip()[:500] or None
     try:
         draft: store.Version = await _write(
-            ctx, store.save_draft, "template", name, files, author=viewer.person.id,
-            now=ctx.clock.now(), draft_id=base.id, note=note,
+            ctx,
+            store.save_draft,
+            "template",
+            name,
+            files,
+            author=viewer.person.id,
+            now=ctx.clock.now(),
+            draft_id=base.id,
+            note=note,
         )
     except store.DraftRefused as exc:
         return render(
-            request, "message.html", viewer=viewer, status=409, title="Not saved",
-            message=str(exc), back=f"{PREFIX}/templates/{name}",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=409,
+            title="Not saved",
+            message=str(exc),
+            back=f"{PREFIX}/templates/{name}",
         )
     return secure_headers(RedirectResponse(f"{PREFIX}/versions/{draft.id}", status_code=303))
 
@@ -378,7 +414,12 @@ async def diff_versions(
     if first is None or second is None or (first.kind, first.name) != (second.kind, second.name):
         return _not_found(request, viewer, "such pair of versions of one unit")
     return render(
-        request, "diff.html", viewer=viewer, a=first, b=second, diff=_diff(first, second),
+        request,
+        "diff.html",
+        viewer=viewer,
+        a=first,
+        b=second,
+        diff=_diff(first, second),
         unit_url=_unit_url(first),
     )
 
@@ -395,19 +436,32 @@ async def approve_version(
     problems = await asyncio.to_thread(_blocking_problems, request, ctx, target)
     if problems:
         return render(
-            request, "message.html", viewer=viewer, status=409, title="Not approved",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=409,
+            title="Not approved",
             message="This version has errors and cannot go live: " + "; ".join(problems),
             back=f"{PREFIX}/versions/{version_id}",
         )
     try:
         await _write(
-            ctx, store.approve, version_id, approver=viewer.person.id,
-            reviewed_hash=str(form.get("reviewed_hash") or ""), now=ctx.clock.now(),
+            ctx,
+            store.approve,
+            version_id,
+            approver=viewer.person.id,
+            reviewed_hash=str(form.get("reviewed_hash") or ""),
+            now=ctx.clock.now(),
         )
     except store.ApprovalRefused as exc:
         return render(
-            request, "message.html", viewer=viewer, status=409, title="Not approved",
-            message=str(exc), back=f"{PREFIX}/versions/{version_id}",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=409,
+            title="Not approved",
+            message=str(exc),
+            back=f"{PREFIX}/versions/{version_id}",
         )
     ctx.library_changed()
     return secure_headers(RedirectResponse(f"{PREFIX}/versions/{version_id}", status_code=303))
@@ -425,8 +479,7 @@ def _blocking_problems(request: Request, ctx: ApiContext, target: store.Version)
         except Exception as exc:  # ConfigError with every broken message
             return [str(exc)]
         return []
-    sources = {p: s for p, s in live.sources.items() if unit_of(p) != target.name}
-    sources |= target.files
+    sources = _draft_sources(live, target.name, target.files)
     units = {unit_of(p) for p in sources if unit_of(p) != SHARED}
     # A shared macro file is used by every template: lint them all against it.
     names = sorted(units) if target.name == SHARED else [target.name]
@@ -461,8 +514,13 @@ async def discard_version(
         await _write(ctx, store.discard, version_id, by=viewer.person.id, now=ctx.clock.now())
     except store.DraftRefused as exc:
         return render(
-            request, "message.html", viewer=viewer, status=409, title="Not discarded",
-            message=str(exc), back=f"{PREFIX}/versions/{version_id}",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=409,
+            title="Not discarded",
+            message=str(exc),
+            back=f"{PREFIX}/versions/{version_id}",
         )
     return secure_headers(RedirectResponse(_unit_url(target), status_code=303))
 
@@ -607,19 +665,28 @@ async def save_translations(
             # Plural forms beyond the second (e.g. Polish) are kept as the catalog has them.
             edits[m.key] = forms if m.plural is not None and any(forms) else forms[0]
     if not edits:
-        return secure_headers(
-            RedirectResponse(f"{PREFIX}/translations/{locale}", status_code=303)
-        )
+        return secure_headers(RedirectResponse(f"{PREFIX}/translations/{locale}", status_code=303))
     try:
         new_text = apply_edits(po_text, locale, edits, known={m.key for m in messages})
     except TranslationError as exc:
         return render(
-            request, "message.html", viewer=viewer, status=422, title="Not saved",
-            message=str(exc), back=f"{PREFIX}/translations/{locale}",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=422,
+            title="Not saved",
+            message=str(exc),
+            back=f"{PREFIX}/translations/{locale}",
         )
     path = next(iter(base.files))
     draft: store.Version = await _write(
-        ctx, store.save_draft, "catalog", locale, {path: new_text}, author=viewer.person.id,
-        now=ctx.clock.now(), draft_id=base.id,
+        ctx,
+        store.save_draft,
+        "catalog",
+        locale,
+        {path: new_text},
+        author=viewer.person.id,
+        now=ctx.clock.now(),
+        draft_id=base.id,
     )
     return secure_headers(RedirectResponse(f"{PREFIX}/versions/{draft.id}", status_code=303))

@@ -39,16 +39,32 @@ async def _record(ctx: ApiContext, actor: str, action: str, details: dict[str, s
 
 
 def _sign_in_page(
-    request: Request, ctx: ApiContext, *, next_: str, person: str = "", error: str = "",
+    request: Request,
+    ctx: ApiContext,
+    *,
+    next_: str,
+    person: str = "",
+    error: str = "",
     status: int = 200,
 ) -> Response:
     token, cookie = sessions(request).sign_in_token()
     response = render(
-        request, "login.html", viewer=None, status=status, token=token, next=next_,
-        person=person, error=error,
+        request,
+        "login.html",
+        viewer=None,
+        status=status,
+        token=token,
+        next=next_,
+        person=person,
+        error=error,
     )
     response.set_cookie(
-        LOGIN_COOKIE, cookie, max_age=3600, path=PREFIX, httponly=True, samesite="strict",
+        LOGIN_COOKIE,
+        cookie,
+        max_age=3600,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
         secure=_secure(ctx),
     )
     return response
@@ -77,7 +93,11 @@ async def sign_in(
     issuer = sessions(request)
     if not issuer.check_sign_in_token(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):  # type: ignore[arg-type]
         return render(
-            request, "message.html", viewer=None, status=403, title="Not allowed",
+            request,
+            "message.html",
+            viewer=None,
+            status=403,
+            title="Not allowed",
             message="This sign-in form is missing its security token or it is out of date: "
             "reload the page and try again.",
         )
@@ -87,15 +107,23 @@ async def sign_in(
     if person is None or not valid or not ctx.directory.may(person.id, Capability.VIEW):
         await _record(ctx, person_id or "-", "console.sign-in-failed", {"person": person_id})
         return _sign_in_page(
-            request, ctx, next_=next_, person=person_id, status=401,
-            error="That id and password do not match, or your roles do not include the "
-            "console.",
+            request,
+            ctx,
+            next_=next_,
+            person=person_id,
+            status=401,
+            error="That id and password do not match, or your roles do not include the console.",
         )
     await _record(ctx, person.id, "console.sign-in", {})
     response = RedirectResponse(next_, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, issuer.issue(person), max_age=issuer.ttl_seconds, path=PREFIX,
-        httponly=True, samesite="lax", secure=_secure(ctx),
+        SESSION_COOKIE,
+        issuer.issue(person),
+        max_age=issuer.ttl_seconds,
+        path=PREFIX,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(ctx),
     )
     response.delete_cookie(LOGIN_COOKIE, path=PREFIX)
     return secure_headers(response)

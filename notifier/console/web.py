@@ -153,7 +153,11 @@ def install(app: FastAPI, issuer: Sessions) -> None:
             target += "?" + request.url.query
         if request.method != "GET":
             return render(
-                request, "message.html", viewer=None, status=401, title="Signed out",
+                request,
+                "message.html",
+                viewer=None,
+                status=401,
+                title="Signed out",
                 message="Your session has ended. Sign in again and repeat what you did.",
             )
         return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
@@ -162,7 +166,11 @@ def install(app: FastAPI, issuer: Sessions) -> None:
         viewer = sessions(request).viewer(request.cookies.get(SESSION_COOKIE))
         message = exc.message if isinstance(exc, Forbidden) else "Not allowed."
         return render(
-            request, "message.html", viewer=viewer, status=403, title="Not allowed",
+            request,
+            "message.html",
+            viewer=viewer,
+            status=403,
+            title="Not allowed",
             message=message,
         )
 

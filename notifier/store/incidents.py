@@ -19,8 +19,8 @@ import orjson
 from sqlalchemy import (
     Connection,
     Integer,
+    RowMapping,
     Select,
-    and_,
     case,
     func,
     select,
@@ -107,22 +107,14 @@ _STARTED = type_coerce(func.coalesce(alerts.c.starts_at, alerts.c.created_at), U
 # occurrence), with the step as an integer. The notifications would do too, but there are
 # several per step (one per person and channel), the step must be parsed out of the kind,
 # and a step whose people all left the directory writes none.
-#
-# The state is tested inside the aggregate, not in WHERE: a condition on it lets SQLite
-# (which has no statistics) pick ``ix_timers_due`` (state, due_at) instead, and scan every
-# done timer of the store for each alert (seconds, not milliseconds, at 10,000 alerts).
 _FIRED_STEP = (
-    select(
-        func.max(
-            case(
-                (and_(timers.c.state == "done", timers.c.outcome == "fired"), timers.c.step + 1),
-            )
-        )
-    )
+    select(func.max(timers.c.step) + 1)
     .where(
         timers.c.alert_id == alerts.c.id,
         timers.c.occurrence == alerts.c.occurrence,
         timers.c.kind == TimerKind.ESCALATION.value,
+        timers.c.state == "done",
+        timers.c.outcome == "fired",
     )
     .scalar_subquery()
 )
@@ -131,7 +123,7 @@ _FIRED_STEP = (
 # occurrences are held. Both sets are small and found through an index of their own
 # (``ix_timers_due``: state; ``ix_holds_open``: ended_at): at most one pending escalation
 # timer per open occurrence (a resolved alert's fires as a no-op within one step's delay),
-# and a hold ends when its alert resolves. Reading them whole and matching in Python costs
+# and a hold ends with its cause or its alert. Reading them whole and matching in Python costs
 # about a millisecond at 10,000 open alerts, where a correlated subquery per alert costs
 # ten or more (one index seek per alert). A held occurrence's timer is "held", not pending:
 # it has no next step until the hold ends.
@@ -288,21 +280,23 @@ def timeline_entries(conn: Connection, alert_id: str) -> list[TimelineEntry]:
     return [entry for *_, entry in found]
 
 
+# Timeline kinds (as split by split_kind: "ack-reminder-2" is ack-reminder, step 2): the
+# entry's kind and title.
 _EVENT_TITLES = {
     "triggered": ("event", "Alert fired"),
     "notice": ("event", "Policy notice received"),
     "acknowledged": ("acknowledged", "Acknowledged by {actor}"),
     "update": ("update", "Status update by {actor}"),
     "escalated": ("escalation", "Escalation step taken"),
-    "ack-reminder": ("reminder", "Acknowledger reminded: still unresolved"),
-    "ack-escalated": ("reminder", "Still unresolved after reminders: commanders told"),
+    "ack-reminder": ("reminder", "Reminder {n}: acknowledged but not resolved"),
+    "ack-escalated": ("reminder", "Still not resolved after the reminders: escalated"),
     "update-round": ("update", "Status-update round"),
     "receipt-reminder": ("receipt", "Reminded who has not confirmed receipt"),
     "receipt-overdue": ("receipt", "Receipt deadline passed: liaison told"),
 }
 
 
-def _from_timeline(row: Any, current: int) -> TimelineEntry | None:
+def _from_timeline(row: RowMapping, current: int) -> TimelineEntry | None:
     kind, actor, channel = row["kind"], row["actor"], row["channel"]
     if kind == "receipt" or (kind in _HOLD_KINDS and channel == "notifier"):
         return None  # told by the receipts and holds tables
@@ -312,8 +306,9 @@ def _from_timeline(row: Any, current: int) -> TimelineEntry | None:
         else:
             shown, title = "resolved", f"Resolved by {actor}"
     else:
-        shown, template = _EVENT_TITLES.get(kind, (kind, kind.replace("-", " ").capitalize()))
-        title = template.format(actor=actor)
+        base, step = split_kind(kind)
+        shown, template = _EVENT_TITLES.get(base, (base, base.replace("-", " ").capitalize()))
+        title = template.format(actor=actor, n=step if step is not None else "")
     detail = row["note"]
     if kind in ("acknowledged", "update") or (kind == "resolved" and channel != "event"):
         via = f"via {channel}"
@@ -336,12 +331,13 @@ _NOTIFICATION_TITLES = {
     "resolved": "Resolved notice",
     "acknowledged": "Acknowledgment announcement",
     "escalated": "Escalation step {n} page",
-    "ack-reminder": "Reminder {n} to resolve",
+    "ack-reminder": "Resolve reminder {n}",
     "ack-escalated": "Still-unresolved notice",
-    "update-due": "Reminder {n} to post an update",
+    "update-due": "Update reminder {n}",
     "status-update": "Status update {n}",
     "receipt-reminder": "Receipt reminder",
     "receipt-overdue": "Overdue receipts notice",
+    "unreachable": "Could-not-reach notice",
     "digest": "Digest",
 }
 
@@ -353,7 +349,7 @@ _WHY = {
 }
 
 
-def _from_notification(row: Any, current: int) -> TimelineEntry:
+def _from_notification(row: RowMapping, current: int) -> TimelineEntry:
     base, step = split_kind(row["kind"])
     label = _NOTIFICATION_TITLES.get(base, base.replace("-", " ").capitalize())
     label = label.format(n=step if step is not None else "").replace("  ", " ")
@@ -368,8 +364,10 @@ def _from_notification(row: Any, current: int) -> TimelineEntry:
         detail = f"retrying after {cause}"
     else:
         detail = None
+    # When it was sent, or failed (recorded as its last attempt), or else was written.
+    at = row["sent_at"] or (row["next_attempt_at"] if status == "failed" else row["created_at"])
     return TimelineEntry(
-        at=row["sent_at"] or row["created_at"],
+        at=at,
         kind="notification",
         title=title,
         detail=detail,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Connection, RowMapping, func, insert, select, update
 
@@ -271,8 +271,15 @@ def seed(
         hashes = set(known)
         if not hashes:
             vid = _insert(
-                conn, kind, name, files, author=SEED_AUTHOR, now=now, state="approved",
-                based_on=None, note="seeded from the files",
+                conn,
+                kind,
+                name,
+                files,
+                author=SEED_AUTHOR,
+                now=now,
+                state="approved",
+                based_on=None,
+                note="seeded from the files",
             )
             _make_live(conn, kind, name, vid, now, SEED_AUTHOR)
             audit.record(conn, now, SEED_AUTHOR, f"{kind}.seed", name, {"version": 1})
@@ -280,8 +287,15 @@ def seed(
         elif content_hash(files) not in hashes:
             number = _next_number(conn, kind, name)
             _insert(
-                conn, kind, name, files, author=SEED_AUTHOR, now=now, state="draft",
-                based_on=None, note="changed on disk; needs approval in the console",
+                conn,
+                kind,
+                name,
+                files,
+                author=SEED_AUTHOR,
+                now=now,
+                state="draft",
+                based_on=None,
+                note="changed on disk; needs approval in the console",
             )
             audit.record(conn, now, SEED_AUTHOR, f"{kind}.edit", name, {"version": number})
             done.append(
@@ -327,7 +341,11 @@ def save_draft(
                 )
             )
             audit.record(
-                conn, now, author, f"{kind}.edit", name,
+                conn,
+                now,
+                author,
+                f"{kind}.edit",
+                name,
                 {"version": current.number, "hash": content_hash(files)},
             )
             updated = version(conn, draft_id)
@@ -335,13 +353,24 @@ def save_draft(
             return updated
         based_on = current.number
     vid = _insert(
-        conn, kind, name, files, author=author, now=now, state="draft", based_on=based_on,
+        conn,
+        kind,
+        name,
+        files,
+        author=author,
+        now=now,
+        state="draft",
+        based_on=based_on,
         note=note,
     )
     created = version(conn, vid)
     assert created is not None
     audit.record(
-        conn, now, author, f"{kind}.edit", name,
+        conn,
+        now,
+        author,
+        f"{kind}.edit",
+        name,
         {"version": created.number, "hash": created.content_hash, "based_on": based_on},
     )
     return created
@@ -393,7 +422,11 @@ def approve(
         action = f"{target.kind}.rollback"
     _make_live(conn, target.kind, target.name, version_id, now, approver)
     audit.record(
-        conn, now, approver, action, target.name,
+        conn,
+        now,
+        approver,
+        action,
+        target.name,
         {"version": target.number, "hash": target.content_hash, "author": target.author},
     )
     approved = version(conn, version_id)

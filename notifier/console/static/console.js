@@ -7,23 +7,33 @@ function debounce(fn, ms) {
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
 
-function livePreview(form) {
-  const target = document.getElementById("preview");
-  if (!target) return;
+// One live pane: POST the editor's form to ``url`` and show the answer in ``target``; a
+// newer edit aborts the request still running.
+function livePane(form, url, target) {
   let running = null;
-  const refresh = async () => {
+  return async () => {
+    if (!target || !url) return;
     if (running) running.abort();
     running = new AbortController();
-    const body = new FormData(form);
     try {
-      const reply = await fetch(form.dataset.preview, { method: "POST", body, signal: running.signal,
-        credentials: "same-origin" });
+      const reply = await fetch(url, { method: "POST", body: new FormData(form),
+        signal: running.signal, credentials: "same-origin" });
       target.innerHTML = await reply.text();
       target.dataset.state = reply.ok ? "ready" : "failed";
     } catch (err) {
       if (err.name !== "AbortError") target.dataset.state = "failed";
     }
   };
+}
+
+function livePreview(form) {
+  // The preview answers in milliseconds; lint renders every status, channel and locale,
+  // so it has its own request and never holds the preview up.
+  const panes = [
+    livePane(form, form.dataset.preview, document.getElementById("preview")),
+    livePane(form, form.dataset.lint, document.getElementById("lint")),
+  ];
+  const refresh = () => panes.forEach((pane) => pane());
   form.addEventListener("input", debounce(refresh, 250));
   form.addEventListener("change", refresh);
   refresh();
