@@ -14,7 +14,7 @@ Render context contract (built by the engine; templates may rely on exactly this
                    about either)
     status:        "firing" | "escalated" | "resolved" | "notice" | "acknowledged"
                    | "ack-reminder" | "ack-escalated" | "update-due" | "status-update"
-                   | "receipt-reminder" | "receipt-overdue" | "unreachable"
+                   | "receipt-reminder" | "receipt-overdue" | "unreachable" | "digest"
     step:          int | None   (1-based number of the escalation step, reminder or scheduled
                    update; None otherwise)
     details:       dict, always present, may be empty; per status (times are aware datetimes,
@@ -40,6 +40,11 @@ Render context contract (built by the engine; templates may rely on exactly this
                                        | "timeout" | "template" | "other"}   (to the incident
                                        commander; step None; an unknown channel or reason
                                        is shown as it arrived)
+                     digest            {reason: "grouped" | "throttled" | "quiet", group:
+                                       dict[str, str] | None (the grouping labels), due_at,
+                                       count: int (alerts in the digest), items: list of
+                                       {alert_id, name, severity, status, summary, labels}
+                                       (the first ones; count may be larger)}
                    Read ``details["update"]``: ``details.update`` is the dict method, which
                    the sandbox refuses.
     alert:         (kind == "alert" only) {id, fingerprint, alertname, severity,
@@ -60,7 +65,7 @@ Render context contract (built by the engine; templates may rely on exactly this
     (Shipped templates by status: "alert" firing, escalated, acknowledged, resolved;
     "reminder" ack-reminder, ack-escalated, update-due, unreachable; "status-update"
     status-update; "receipt" receipt-reminder, receipt-overdue; "policy-change",
-    "public-advisory" notice.)
+    "public-advisory" notice; "digest" digest.)
 
 Enum values (severity, risk, change) arrive as plain strings such as ``"critical"`` or
 ``"emergency_upgrade"``; ``labels.j2`` turns them into translated labels. The renderer adds
