@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from notifier.api.deps import ApiContext
-from notifier.console import audit, incidents, library, signin
+from notifier.console import audit, incidents, library, signin, silences
 from notifier.console.auth import Sessions
 from notifier.console.web import PREFIX, install
 
@@ -25,7 +25,7 @@ def add_console(app: FastAPI, ctx: ApiContext) -> None:
             ctx.directory,
         ),
     )
-    for module in (signin, incidents, library, audit):
+    for module in (signin, incidents, library, silences, audit):
         app.include_router(module.router)
     app.mount(
         f"{PREFIX}/static",

@@ -40,7 +40,7 @@ async def _entries(
     limit: int | None,
 ) -> list[dict[str, Any]]:
     def load() -> list[dict[str, Any]]:
-        with ctx.db.engine.connect() as conn:
+        with ctx.db.reading() as conn:
             return audit.entries(
                 conn,
                 action=action,

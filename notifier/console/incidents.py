@@ -5,17 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from datetime import datetime
+from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from sqlalchemy import select
 
 from notifier.api.alerts import act
-from notifier.console.web import PREFIX, Ctx, Form, SignedIn, fragment, render, secure_headers
+from notifier.console.web import (
+    PREFIX,
+    Ctx,
+    Form,
+    SignedIn,
+    render,
+    secure_headers,
+    since,
+    until,
+)
 from notifier.directory import Capability
 from notifier.lifecycle import Verb
-from notifier.store.incidents import open_alerts, timeline_entries
+from notifier.store.incidents import OpenAlert, open_alerts, timeline_entries
 from notifier.store.schema import alerts
 from notifier.store.timeline import AlertNotFound
 
@@ -25,9 +38,41 @@ Severity = Annotated[str | None, Query(pattern="^(critical|high|warning|info)?$"
 State = Annotated[str | None, Query(pattern="^(firing|acknowledged)?$")]
 
 
+def rows_html(rows: Sequence[OpenAlert], now: datetime) -> Markup:
+    """The incident table's body.
+
+    Written out here rather than in a page template: it is the one part of the console that
+    grows with the incident (10,000 rows), and autoescaping wraps every value of every row in
+    a Markup object, which took two thirds of the page's time. Every value still goes through
+    ``html.escape``; the markup is the same as the pages'.
+    """
+    if not rows:
+        return Markup('<tbody><tr><td colspan="5" class="muted">Nothing is open.</td></tr></tbody>')
+    out = ["<tbody>"]
+    for a in rows:
+        severity = escape(a.severity)
+        state = escape(a.status)
+        if a.acknowledged_by:
+            state += " · " + escape(a.acknowledged_by)
+        if a.held:
+            state += ' · <span class="badge">held</span>'
+        step = f"step {a.escalation_step}" if a.escalation_step else "first page"
+        if a.next_escalation_at is not None:
+            step += f'<br><span class="muted">next in {until(now, a.next_escalation_at)}</span>'
+        out.append(
+            f'<tr><td class="sev sev-{severity}">{severity}</td>'
+            f'<td class="alert"><a href="{PREFIX}/incidents/{escape(a.id)}">{escape(a.name)}</a>'
+            f'<br><span class="muted">{escape(a.summary)}</span></td>'
+            f'<td>{state}</td><td class="hide-narrow">{step}</td>'
+            f'<td class="when">{since(a.started_at, now)}</td></tr>'
+        )
+    out.append("</tbody>")
+    return Markup("".join(out))  # noqa: S704 - every value above is escaped
+
+
 async def _rows(ctx: Ctx, severity: str | None, state: str | None) -> list[Any]:
     def load() -> list[Any]:
-        with ctx.db.engine.connect() as conn:
+        with ctx.db.reading() as conn:
             return list(open_alerts(conn, severity=severity or None, status=state or None))
 
     return await asyncio.to_thread(load)
@@ -44,7 +89,8 @@ async def incident_list(
         request,
         "incidents.html",
         viewer=viewer,
-        rows=rows,
+        count=len(rows),
+        rows_html=rows_html(rows, ctx.clock.now()),
         severity=severity or "",
         state=state or "",
     )
@@ -59,7 +105,7 @@ async def incident_rows(
 ) -> HTMLResponse:
     """The table body alone (the list refreshes itself with it)."""
     rows = await _rows(ctx, severity, state)
-    html = fragment("incident_rows.html", rows=rows, now=ctx.clock.now())
+    html = rows_html(rows, ctx.clock.now())
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
@@ -68,7 +114,7 @@ async def incident(request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn) 
     """One alert: what is known, who was told, who acted."""
 
     def load() -> tuple[dict[str, Any], list[Any]] | None:
-        with ctx.db.engine.connect() as conn:
+        with ctx.db.reading() as conn:
             row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).mappings().first()
             if row is None:
                 return None

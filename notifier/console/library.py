@@ -84,7 +84,7 @@ def _bench(request: Request) -> _Workbench:
 
 
 def _live(ctx: ApiContext, bench: _Workbench) -> _Live:
-    with ctx.db.engine.connect() as conn:
+    with ctx.db.reading() as conn:
         signature = store.live_signature(conn)
         if bench.live is not None and bench.live.signature == signature:
             return bench.live
@@ -113,7 +113,7 @@ def _locales(live: _Live) -> list[str]:
 
 async def _load(ctx: ApiContext, fn: Any, *args: Any) -> Any:
     def run() -> Any:
-        with ctx.db.engine.connect() as conn:
+        with ctx.db.reading() as conn:
             return fn(conn, *args)
 
     return await asyncio.to_thread(run)
@@ -555,7 +555,7 @@ async def translation_overview(request: Request, ctx: Ctx, viewer: SignedIn) -> 
                 code: len(untranslated(live.po_texts[code], code, messages)) for code in locales
             }
             matrix.append((name, counts))
-        with ctx.db.engine.connect() as conn:
+        with ctx.db.reading() as conn:
             units = store.units(conn, "catalog")
         return locales, matrix, units
 

@@ -34,7 +34,7 @@ _HEADERS = {
 }
 
 
-def _since(value: datetime, now: datetime) -> str:
+def since(value: datetime, now: datetime) -> str:
     """A short "how long ago" (``3 h 12 min``)."""
     seconds = max(0, int((now - value).total_seconds()))
     days, rest = divmod(seconds, 86_400)
@@ -45,6 +45,11 @@ def _since(value: datetime, now: datetime) -> str:
     if hours:
         return f"{hours} h {minutes} min"
     return f"{minutes} min" if minutes else f"{seconds} s"
+
+
+def until(now: datetime, due: datetime) -> str:
+    """How long until ``due`` (``due now`` when it is past)."""
+    return since(now, due) if due > now else "due now"
 
 
 def _when(value: datetime | None) -> str:
@@ -58,9 +63,9 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters["since"] = _since
+_env.filters["since"] = since
 _env.filters["when"] = _when
-_env.filters["since_until"] = lambda now, due: _since(now, due) if due > now else "due now"
+_env.filters["since_until"] = until
 _env.globals["Capability"] = Capability
 _env.globals["PREFIX"] = PREFIX
 

@@ -83,6 +83,21 @@ class Database:
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only snapshot for pages and reports, which must not hold up ingest.
+
+        On SQLite a deferred transaction: it never takes the write lock (a WAL reader does not
+        block the writer), where every other transaction here begins IMMEDIATE. On PostgreSQL
+        without JIT compilation: a report's plan can cost more than ``jit_above_cost`` and
+        would compile for tens of milliseconds before a query that takes fewer.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(notifier_read_only=True)
+            if not self.is_sqlite:
+                conn.exec_driver_sql("SET LOCAL jit = off")
+            yield conn
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -110,4 +125,5 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = conn.get_execution_options().get("notifier_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -193,11 +193,11 @@ def version(conn: Connection, version_id: int) -> Version | None:
 
 
 def _next_number(conn: Connection, kind: str, name: str) -> int:
-    current = conn.execute(
-        select(func.max(library_versions.c.number)).where(
-            library_versions.c.kind == kind, library_versions.c.name == name
-        )
-    ).scalar()
+    unit = (library_versions.c.kind == kind, library_versions.c.name == name)
+    # PostgreSQL: lock the unit's versions first, so two drafts saved at once do not both
+    # take the same number (the second waits, then sees the first's). SQLite serializes.
+    conn.execute(select(library_versions.c.id).where(*unit).with_for_update())
+    current = conn.execute(select(func.max(library_versions.c.number)).where(*unit)).scalar()
     return int(current or 0) + 1
 
 
