@@ -33,6 +33,7 @@ def test_the_demo_delivers_everything_and_reports_it() -> None:
     assert "✗" not in report
     assert "5 events accepted, 1 duplicate ignored, 2 rejected" in report
     assert " slack " in report and " email " in report
-    last = report.strip().splitlines()[-1]
+    *_, last, hint = [line for line in report.strip().splitlines() if line]
+    assert hint.startswith("`notifier demo --keep` keeps it running, with the web console")
     assert "emails saved in var/mail/" in last
     assert "replies in an alert's thread" in last and "(0 of them" not in last
