@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 import structlog
+from sqlalchemy import text as sql
 
 from notifier.clock import Clock
 from notifier.i18n import DOMAIN, Catalogs
@@ -22,6 +23,7 @@ from notifier.templating import SHARED, Renderer, unit_of
 log = structlog.get_logger(__name__)
 
 CATALOG_FILE = f"LC_MESSAGES/{DOMAIN}.po"
+_SEED_LOCK = 0x6E6F746966696572  # "notifier": the advisory lock seeding holds
 
 
 def template_units(directory: Path) -> dict[str, dict[str, str]]:
@@ -54,6 +56,8 @@ def seed(db: Database, templates_dir: Path, locales_dir: Path, clock: Clock) -> 
     """Bring the files on disk into the library (see :func:`notifier.store.library.seed`)."""
     now = clock.now()
     with db.transaction() as conn:
+        if not db.is_sqlite:  # engines starting together seed in turn (SQLite serializes)
+            conn.execute(sql("SELECT pg_advisory_xact_lock(:key)"), {"key": _SEED_LOCK})
         done = store.seed(conn, "template", template_units(templates_dir), now)
         done += store.seed(conn, "catalog", catalog_units(locales_dir), now)
     return done

@@ -9,10 +9,11 @@ import io
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -62,13 +63,14 @@ def _directory() -> Directory:
     an approver and someone who may only look."""
     shipped = Directory.load(CONFIG / "directory.yaml")
     people = [
-        p.model_copy(update={"password_hash": _hash(PASSWORDS[p.id])})
-        if p.id in PASSWORDS
-        else p
+        p.model_copy(update={"password_hash": _hash(PASSWORDS[p.id])}) if p.id in PASSWORDS else p
         for p in shipped
     ]
-    for person_id, role in ((EDITOR, "comms-editor"), (APPROVER, "comms-approver"),
-                            (VIEWER, "observer")):
+    for person_id, role in (
+        (EDITOR, "comms-editor"),
+        (APPROVER, "comms-approver"),
+        (VIEWER, "observer"),
+    ):
         people.append(
             Person.model_validate(
                 {
@@ -329,10 +331,7 @@ async def test_an_expired_session_is_sent_to_sign_in(console: Console) -> None:
     console.clock.advance(10)
     response = await viewer.get("/console/templates")
     assert response.status_code == 303
-    assert response.headers["location"].startswith("/console/login?next=")
-    assert "%2Fconsole%2Ftemplates" in response.headers["location"] or (
-        "/console/templates" in response.headers["location"].split("next=", 1)[1]
-    )
+    assert unquote(response.headers["location"]) == "/console/login?next=/console/templates"
     # POSTs are refused too.
     posted = await viewer.post("/console/logout")
     assert posted.status_code == 401
@@ -369,8 +368,8 @@ async def test_a_viewer_cannot_edit_or_approve(console: Console) -> None:
 
 
 async def test_preview_renders_german_and_lints(console: Console) -> None:
-    """The preview renders the alert in every locale (German with the catalog) and reports a
-    syntax error with its file and line."""
+    """The preview renders the alert in every locale (German with the catalog); for a syntax
+    error the preview and the lint results name the file and line."""
     editor = await console.signed_in(EDITOR)
     base = console.live("alert")
     response = await editor.post(
@@ -378,27 +377,37 @@ async def test_preview_renders_german_and_lints(console: Console) -> None:
         {"base": str(base.id), "sample": "alert-firing", "channel": "email", "status": "firing"},
     )
     assert response.status_code == 200
-    sections = dict(
-        re.findall(r'<section class="card preview" data-locale="([^"]+)">(.*?)</section>',
-                   response.text, re.S)
-    )
+    sections = _previews(response.text)
     assert {"de", "en", "es"} <= set(sections)
     assert "Schweregrad" in sections["de"] and "Quelle" in sections["de"]
     assert 'class="error"' not in sections["de"]
     assert "Severity" in sections["en"] and "Schweregrad" not in sections["en"]
+    clean = await editor.post("/console/templates/alert/lint", {"base": str(base.id)})
+    assert clean.status_code == 200
+    assert _errors(clean.text) == []
 
-    broken = "First line\nSecond line\n{% if %}\n"
-    linted = await editor.post(
-        "/console/templates/alert/preview",
-        {"base": str(base.id), f"file:{TEXT}": broken, "sample": "alert-firing"},
-    )
+    broken = {"base": str(base.id), f"file:{TEXT}": "First line\nSecond line\n{% if %}\n"}
+    failed = _previews((await editor.post("/console/templates/alert/preview", broken)).text)
+    assert "syntax error" in failed["de"] and f"{TEXT} line 3" in failed["de"]
+    linted = await editor.post("/console/templates/alert/lint", broken)
     assert linted.status_code == 200
-    findings = re.findall(r'<li class="level-error"[^>]*>(.*?)</li>', linted.text, re.S)
-    assert findings, linted.text
+    findings = _errors(linted.text)
     assert any(f"{TEXT} line 3" in finding for finding in findings), findings
-    # Previews are never saved.
+    # Neither is saved.
     assert console.live("alert").id == base.id
     assert len(console.audit("template.")) == len(console.audit("template.seed"))
+
+
+def _previews(fragment: str) -> dict[str, str]:
+    """Each locale's preview card in a preview fragment."""
+    pattern = r'<section class="card preview" data-locale="([^"]+)">(.*?)</section>'
+    return {locale: html.unescape(card) for locale, card in re.findall(pattern, fragment, re.S)}
+
+
+def _errors(fragment: str) -> list[str]:
+    """The error findings in a lint fragment, as text."""
+    items = re.findall(r'<li class="level-error"[^>]*>(.*?)</li>', fragment, re.S)
+    return [html.unescape(re.sub(r"<[^>]+>", "", item)) for item in items]
 
 
 async def test_save_approve_and_the_engine_follows(console: Console) -> None:
@@ -520,11 +529,19 @@ async def test_translations_from_overview_to_the_live_catalog(console: Console) 
     files[TEXT] = files[TEXT] + f"{{% trans %}}{sentence}{{% endtrans %}}\n"
     with console.db.transaction() as conn:
         draft = store.save_draft(
-            conn, "template", "alert", files, author="someone", now=console.clock.now(),
+            conn,
+            "template",
+            "alert",
+            files,
+            author="someone",
+            now=console.clock.now(),
             draft_id=v1.id,
         )
         store.approve(
-            conn, draft.id, approver="another", reviewed_hash=draft.content_hash,
+            conn,
+            draft.id,
+            approver="another",
+            reviewed_hash=draft.content_hash,
             now=console.clock.now(),
         )
 
@@ -546,7 +563,10 @@ async def test_translations_from_overview_to_the_live_catalog(console: Console) 
     version_id = _version_id(saved)
     catalog = console.version(version_id)
     assert (catalog.kind, catalog.name, catalog.state, catalog.author) == (
-        "catalog", "de", "draft", EDITOR,
+        "catalog",
+        "de",
+        "draft",
+        EDITOR,
     )
     assert german in next(iter(catalog.files.values()))
     assert german not in next(iter(console.live("de", "catalog").files.values()))
@@ -572,9 +592,7 @@ async def test_translations_from_overview_to_the_live_catalog(console: Console) 
 
 
 def _audit_rows(html: str) -> list[tuple[str, str, str]]:
-    return re.findall(
-        r"<tr><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", html
-    )
+    return re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", html)
 
 
 async def test_audit_page_filters_and_csv_export(console: Console) -> None:
@@ -584,8 +602,12 @@ async def test_audit_page_filters_and_csv_export(console: Console) -> None:
     await console.signed_in(EDITOR)
     with console.db.transaction() as conn:
         audit.record(
-            conn, console.clock.now(), "=HYPERLINK(\"http://evil\")", "test.formula",
-            "+SUM(A1:A2)", {"note": "=1+1"},
+            conn,
+            console.clock.now(),
+            '=HYPERLINK("http://evil")',
+            "test.formula",
+            "+SUM(A1:A2)",
+            {"note": "=1+1"},
         )
 
     page = await viewer.get("/console/audit", actor=EDITOR)
@@ -599,9 +621,10 @@ async def test_audit_page_filters_and_csv_export(console: Console) -> None:
     }
     seeds = _audit_rows((await viewer.get("/console/audit", action="catalog.seed")).text)
     assert sorted(subject for _, _, subject in seeds) == ["de", "en", "es"]
-    assert 'id="csv" href="/console/audit.csv?action=catalog.seed"' in (
-        await viewer.get("/console/audit", action="catalog.seed")
-    ).text
+    assert (
+        'id="csv" href="/console/audit.csv?action=catalog.seed"'
+        in (await viewer.get("/console/audit", action="catalog.seed")).text
+    )
 
     export = await viewer.get("/console/audit.csv", action="console.", actor=EDITOR)
     assert export.status_code == 200
@@ -611,17 +634,33 @@ async def test_audit_page_filters_and_csv_export(console: Console) -> None:
     assert table[0] == ["id", "at", "actor", "action", "subject", "details"]
     assert [row[2:5] for row in table[1:]] == [[EDITOR, "console.sign-in", "console"]]
 
-    formula = list(csv.reader(io.StringIO(
-        (await viewer.get("/console/audit.csv", action="test.formula")).text
-    )))
+    formula = list(
+        csv.reader(
+            io.StringIO((await viewer.get("/console/audit.csv", action="test.formula")).text)
+        )
+    )
     assert len(formula) == 2
     _, _, actor, action, subject, details = formula[1]
-    assert actor == "'=HYPERLINK(\"http://evil\")"
+    assert actor == '\'=HYPERLINK("http://evil")'
     assert subject == "'+SUM(A1:A2)"
     assert action == "test.formula"
     assert details == '{"note":"=1+1"}'
     for cell in formula[1]:
         assert cell[:1] not in ("=", "+", "-", "@")
+
+
+async def test_audit_filters_by_day(console: Console) -> None:
+    """The day range filter includes its days; a date that does not exist is refused (422),
+    not a server error."""
+    viewer = await console.signed_in(VIEWER)
+    day = T0.date()
+    same_day = await viewer.get("/console/audit", actor=VIEWER, since=str(day), until=str(day))
+    assert _audit_rows(same_day.text) == [(VIEWER, "console.sign-in", "console")]
+    before = await viewer.get("/console/audit", actor=VIEWER, until=str(day - timedelta(days=1)))
+    assert _audit_rows(before.text) == []
+    for url in ("/console/audit", "/console/audit.csv"):
+        assert (await viewer.get(url, since="2026-13-45")).status_code == 422
+        assert (await viewer.get(url, until="2026-02-31")).status_code == 422
 
 
 # ---------------------------------------------------------------------------------------------

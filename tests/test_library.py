@@ -51,8 +51,7 @@ def seeded(db: Database, clock: FakeClock) -> Database:
 
 def _live(db: Database, name: str, kind: store.Kind = "template") -> store.Version:
     with db.engine.connect() as conn:
-        found = next(v for v in store.versions(conn, kind, name) if v.live)
-    return found
+        return next(v for v in store.versions(conn, kind, name) if v.live)
 
 
 def _history(db: Database, name: str, kind: store.Kind = "template") -> list[store.Version]:
@@ -175,6 +174,33 @@ def test_a_file_changed_on_disk_becomes_a_draft_by_files(
     assert len(_history(db, "alert")) == 2
 
 
+def test_engines_starting_together_seed_once(db: Database, clock: FakeClock) -> None:
+    """Two engines seeding an empty library at the same moment: one seeds, the other finds
+    the library seeded (on PostgreSQL the second used to fail on a duplicate version)."""
+    start = threading.Barrier(2)
+    outcome: dict[int, object] = {}
+
+    def engine(i: int) -> None:
+        start.wait(timeout=10)
+        try:
+            outcome[i] = library.seed(db, TEMPLATES, LOCALES, clock)
+        except Exception as exc:  # the failure is the test's finding
+            outcome[i] = exc
+
+    engines = [threading.Thread(target=engine, args=(i,)) for i in range(2)]
+    for thread in engines:
+        thread.start()
+    for thread in engines:
+        thread.join(timeout=60)
+    failures = [o for o in outcome.values() if isinstance(o, Exception)]
+    assert failures == []
+    assert sorted(len(o) for o in outcome.values() if isinstance(o, list)) == [
+        0,
+        len(TEMPLATE_UNITS) + len(LANGUAGES),
+    ]
+    assert _version_count(db) == len(TEMPLATE_UNITS) + len(LANGUAGES)
+
+
 # ---------------------------------------------------------------------------------------------
 # Drafts and four-eyes approval
 
@@ -220,7 +246,12 @@ def test_saving_identical_content_is_a_no_op(seeded: Database, clock: FakeClock)
     before = len(_audit(db, "template.edit"))
     with db.transaction() as conn:
         again = store.save_draft(
-            conn, "template", "alert", draft.files, author=EDITOR, now=clock.now(),
+            conn,
+            "template",
+            "alert",
+            draft.files,
+            author=EDITOR,
+            now=clock.now(),
             draft_id=draft.id,
         )
     assert again == draft
@@ -248,12 +279,10 @@ def test_editing_an_approved_version_or_anothers_draft_starts_a_new_draft(
         still = store.version(conn, v3.id)
     assert still is not None and still.files == v3.files and still.author == EDITOR
 
-    with pytest.raises(store.DraftRefused):
-        with db.transaction() as conn:
-            store.save_draft(
-                conn, "template", "reminder", v3.files, author=EDITOR, now=clock.now(),
-                draft_id=v3.id,
-            )
+    with pytest.raises(store.DraftRefused), db.transaction() as conn:
+        store.save_draft(
+            conn, "template", "reminder", v3.files, author=EDITOR, now=clock.now(), draft_id=v3.id
+        )
 
 
 def test_rollback_approves_an_older_version_again(seeded: Database, clock: FakeClock) -> None:
@@ -327,9 +356,7 @@ def _wait_until_blocked(db: Database, deadline: float) -> None:
     raise AssertionError("the second approval never waited for the first")
 
 
-def test_racing_approvals_of_one_draft_exactly_one_wins(
-    seeded: Database, clock: FakeClock
-) -> None:
+def test_racing_approvals_of_one_draft_exactly_one_wins(seeded: Database, clock: FakeClock) -> None:
     """Two approvers approve the same draft at the same time: one wins, the other is refused
     (it waits for the first transaction, then finds the draft approved)."""
     db = seeded
@@ -340,8 +367,11 @@ def test_racing_approvals_of_one_draft_exactly_one_wins(
         try:
             with db.transaction() as conn:
                 outcome["won"] = store.approve(
-                    conn, draft.id, approver=SECOND_APPROVER,
-                    reviewed_hash=draft.content_hash, now=clock.now(),
+                    conn,
+                    draft.id,
+                    approver=SECOND_APPROVER,
+                    reviewed_hash=draft.content_hash,
+                    now=clock.now(),
                 )
         except store.ApprovalRefused as exc:
             outcome["refused"] = exc
@@ -349,7 +379,10 @@ def test_racing_approvals_of_one_draft_exactly_one_wins(
     with db.engine.connect() as conn:
         with conn.begin():
             first = store.approve(
-                conn, draft.id, approver=APPROVER, reviewed_hash=draft.content_hash,
+                conn,
+                draft.id,
+                approver=APPROVER,
+                reviewed_hash=draft.content_hash,
                 now=clock.now(),
             )
             racer = threading.Thread(target=second)
@@ -368,6 +401,45 @@ def test_racing_approvals_of_one_draft_exactly_one_wins(
     [approval] = _audit(db, "template.approve")
     assert approval["actor"] == APPROVER
     assert _live(db, "alert").approved_by == APPROVER
+
+
+def test_drafts_saved_at_the_same_time_get_their_own_numbers(
+    seeded: Database, clock: FakeClock
+) -> None:
+    """Two people starting a draft of one unit at once both get one, numbered in turn (on
+    PostgreSQL the second used to take the same number and fail)."""
+    db = seeded
+    v1 = _live(db, "alert")
+    outcome: dict[str, object] = {}
+
+    def save(conn: Any, author: str) -> store.Version:
+        files = dict(v1.files)
+        files[TEXT] += f"\nBy {author}\n"
+        return store.save_draft(
+            conn, "template", "alert", files, author=author, now=clock.now(), draft_id=v1.id
+        )
+
+    def second() -> None:
+        try:
+            with db.transaction() as conn:
+                outcome["saved"] = save(conn, APPROVER)
+        except Exception as exc:  # the failure is the test's finding
+            outcome["failed"] = exc
+
+    with db.engine.connect() as conn:
+        with conn.begin():
+            first = save(conn, EDITOR)
+            racer = threading.Thread(target=second)
+            racer.start()
+            _wait_until_blocked(db, time.monotonic() + 10)
+        racer.join(timeout=30)
+    assert not racer.is_alive()
+
+    assert "failed" not in outcome, outcome.get("failed")
+    other = outcome["saved"]
+    assert isinstance(other, store.Version)
+    assert sorted([first.number, other.number]) == [2, 3]
+    assert {v.author for v in _history(db, "alert") if v.state == "draft"} == {EDITOR, APPROVER}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,9 +519,7 @@ def _context() -> dict[str, Any]:
 
 
 def _render(renderer: Renderer, locale: str = "en") -> Any:
-    return renderer.render(
-        "alert", "email", locale=locale, timezone="UTC", context=_context()
-    )
+    return renderer.render("alert", "email", locale=locale, timezone="UTC", context=_context())
 
 
 def test_the_follower_renders_only_approved_versions(seeded: Database, clock: FakeClock) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from notifier.console.web import PREFIX, Ctx, SignedIn, render
@@ -26,7 +26,11 @@ PAGE = 500
 def _day(value: str | None, *, end: bool = False) -> datetime | None:
     if not value:
         return None
-    start = datetime.combine(datetime.fromisoformat(value).date(), time(), UTC)
+    try:
+        day = datetime.fromisoformat(value).date()
+    except ValueError:  # the pattern lets 2026-13-45 through
+        raise HTTPException(422, f"{value} is not a date") from None
+    start = datetime.combine(day, time(), UTC)
     return start + timedelta(days=1) if end else start
 
 
