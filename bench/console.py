@@ -35,17 +35,15 @@ import httpx
 from seed import seed_open_alerts
 
 from notifier.api.app import create_app
-from notifier.api.deps import ApiContext
 from notifier.app import load_configuration
 from notifier.console.auth import SESSION_COOKIE, Sessions
 from notifier.library import seed
-from notifier.links import LinkSigner
 from notifier.preview import load_samples, sample_context
 from notifier.settings import Settings, StoreSettings, TemplateSettings
 from notifier.store import Database
 from notifier.store import library as store
 from notifier.store.incidents import open_alerts
-from notifier.testing import FakeClock
+from notifier.testing import FakeClock, offline_api_context
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -79,20 +77,11 @@ async def main(alerts: int, runs: int) -> None:
     print(f"seeding {alerts:,} open alerts ...", flush=True)
     seed_open_alerts(db, alerts, NOW)
 
-    async def publish(_: object) -> None:
-        return None
-
-    async def no_problem() -> None:
-        return None
-
-    ctx = ApiContext(
+    ctx = offline_api_context(
         settings,
         db,
         config.directory,
         clock,
-        LinkSigner(settings.links.secrets, 3600, clock),
-        publish,
-        no_problem,
         renderer=config.renderer,
         routing=config.router.config,
     )

@@ -1,4 +1,5 @@
-"""What the translation tests share: reading the shipped Babel catalogs."""
+"""What the template and translation tests share: the shipped library (template sources by
+path, catalogs by language) and reading the shipped Babel catalogs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
+from notifier.i18n import read_po_texts
+
 LOCALES = Path(__file__).resolve().parent.parent / "locales"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# The shipped template library as the engine seeds it: every file by its path.
+SOURCES = {
+    path.relative_to(TEMPLATES).as_posix(): path.read_text(encoding="utf-8")
+    for path in sorted(TEMPLATES.rglob("*.j2"))
+}
+PO_TEXTS = read_po_texts(LOCALES)
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
 
 

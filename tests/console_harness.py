@@ -43,6 +43,7 @@ import orjson
 import pytest
 import pytest_asyncio
 import yaml
+from engines import make_settings
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -62,12 +63,9 @@ from notifier.mailcatcher import MailCatcher
 from notifier.settings import (
     ConsoleSettings,
     HttpSettings,
-    KafkaSettings,
     LinkSettings,
     Settings,
     SmtpSettings,
-    StoreSettings,
-    TemplateSettings,
 )
 from notifier.store.schema import alerts, notifications
 
@@ -156,31 +154,19 @@ def write_directory(folder: Path) -> Path:
 def _settings(
     broker: EmbeddedBroker, smtp: SmtpSettings, folder: Path, directory: Path
 ) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka=KafkaSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            topic=f"console-events-{suffix}",
-            dlq_topic=f"console-dlq-{suffix}",
-            group_id=f"console-group-{suffix}",
-            partitions=1,
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=300,
-            rebalance_timeout_ms=2000,
-            poll_timeout_ms=100,
-        ),
-        smtp=smtp,
-        store=StoreSettings(url=f"sqlite:///{folder / 'notifier.db'}"),
-        templates=TemplateSettings(
-            directory=ROOT / "templates", locales_directory=ROOT / "locales"
-        ),
-        # Port 0: the real port is known once the server listens (see running_console).
-        http=HttpSettings(host="127.0.0.1", port=0, public_url="http://127.0.0.1:0"),
-        links=LinkSettings(secrets=[SecretStr("console-browser-tests-" + suffix)]),
-        console=ConsoleSettings(samples_directory=SAMPLES),
-        routing_file=CONFIG / "routing.yaml",
-        directory_file=directory,
-        config_dir=CONFIG,
+    base = make_settings(broker, smtp, folder, partitions=1)
+    return base.model_copy(
+        update={
+            # Port 0: the real port is known once the server listens (see running_console).
+            "http": HttpSettings(host="127.0.0.1", port=0, public_url="http://127.0.0.1:0"),
+            "links": LinkSettings(
+                secrets=[SecretStr("console-browser-tests-" + uuid.uuid4().hex[:8])]
+            ),
+            "console": ConsoleSettings(samples_directory=SAMPLES),
+            "routing_file": CONFIG / "routing.yaml",
+            "directory_file": directory,
+            "config_dir": CONFIG,
+        }
     )
 
 

@@ -7,7 +7,7 @@ import csv
 import html
 import io
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -21,17 +21,15 @@ from sqlalchemy import func, select
 
 from notifier import library
 from notifier.api.app import create_app
-from notifier.api.deps import ApiContext
 from notifier.console.auth import LOGIN_COOKIE, SESSION_COOKIE, hash_password
 from notifier.directory import Directory, Person
-from notifier.links import LinkSigner
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
 from notifier.settings import Settings, TemplateSettings
 from notifier.store import Database, audit
 from notifier.store import library as store
 from notifier.store.schema import alerts, library_versions
-from notifier.testing import FakeClock
+from notifier.testing import FakeClock, offline_api_context
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
@@ -195,21 +193,11 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
         templates=TemplateSettings(directory=TEMPLATES, locales_directory=LOCALES),
     )
     changes: list[None] = []
-
-    async def publish(batch: Sequence[tuple[bytes, bytes]]) -> None:
-        return None
-
-    async def ready() -> str | None:
-        return None
-
-    ctx = ApiContext(
+    ctx = offline_api_context(
         settings,
         db,
         directory,
         clock,
-        LinkSigner(settings.links.secrets, 3600, clock),
-        publish,
-        ready,
         routing=RoutingConfig.load(CONFIG / "routing.yaml"),
         library_changed=lambda: changes.append(None),
     )

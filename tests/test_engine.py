@@ -13,16 +13,15 @@ import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from engines import make_settings
 
 from notifier.app import Engine, load_configuration
 from notifier.broker import EmbeddedBroker, ensure_topics, publish, records_for
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import (
-    KafkaSettings,
     Settings,
     SmtpSettings,
     StoreSettings,
-    TemplateSettings,
 )
 from notifier.store.queries import counts
 
@@ -31,33 +30,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "config" / "samples"
 CONFIDENTIAL_TEXT = "Fork-choice weight underflow"
-
-
-def make_settings(
-    broker: EmbeddedBroker, smtp: SmtpSettings, tmp_path: Path, **kafka: object
-) -> Settings:
-    """Settings for one test: its own topics and group, a SQLite file, the repo's config."""
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka=KafkaSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            topic=f"events-{suffix}",
-            dlq_topic=f"dlq-{suffix}",
-            group_id=f"group-{suffix}",
-            partitions=2,
-            session_timeout_ms=2000,
-            heartbeat_interval_ms=300,
-            rebalance_timeout_ms=2000,
-            poll_timeout_ms=100,
-            **kafka,
-        ),
-        smtp=smtp,
-        store=StoreSettings(url=f"sqlite:///{tmp_path / 'notifier.db'}"),
-        templates=TemplateSettings(
-            directory=ROOT / "templates", locales_directory=ROOT / "locales"
-        ),
-        config_dir=ROOT / "config",
-    )
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:

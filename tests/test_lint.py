@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from catalogs import PO_TEXTS, SOURCES, TEMPLATES
 
-from notifier.i18n import read_po_texts
 from notifier.lint import MAIL_SUBJECT_CHARS, Finding, lint, template_audiences
 from notifier.preview import load_samples
 from notifier.routing import Clearance, RoutingConfig
@@ -19,12 +19,6 @@ from notifier.settings import TemplateSettings
 from notifier.templating import SHARED, unit_of
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates"
-SOURCES = {
-    path.relative_to(TEMPLATES).as_posix(): path.read_text(encoding="utf-8")
-    for path in sorted(TEMPLATES.rglob("*.j2"))
-}
-PO_TEXTS = read_po_texts(ROOT / "locales")
 ROUTING = RoutingConfig.load(ROOT / "config" / "routing.yaml")
 SAMPLES = load_samples(ROOT / "config" / "samples")
 SETTINGS = TemplateSettings(directory=TEMPLATES)

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogs import PO_TEXTS, SOURCES, TEMPLATES
 
 from notifier.compose import template_context
 from notifier.errors import ConfigError
 from notifier.events import ALERT_TYPE, POLICY_TYPE
-from notifier.i18n import Catalogs, read_po_texts
+from notifier.i18n import Catalogs
 from notifier.preview import (
     ALERT_STATUSES,
     STATUS_KINDS,
@@ -34,12 +35,6 @@ from notifier.store.outbox import PendingNotification
 from notifier.templating import SHARED, Renderer, unit_of
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "templates"
-SOURCES = {
-    path.relative_to(TEMPLATES).as_posix(): path.read_text(encoding="utf-8")
-    for path in sorted(TEMPLATES.rglob("*.j2"))
-}
-PO_TEXTS = read_po_texts(ROOT / "locales")
 LOCALES = sorted(PO_TEXTS)
 SHIPPED = sorted({unit_of(path) for path in SOURCES} - {SHARED})
 SAMPLES = load_samples(ROOT / "config" / "samples")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,18 +28,16 @@ from stories import directory_with_tokens
 import notifier.cli
 import notifier.cli_state
 from notifier.api.app import create_app
-from notifier.api.deps import ApiContext
 from notifier.api.server import HttpServer
 from notifier.cli import cli
 from notifier.directory import Directory
-from notifier.links import LinkSigner
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
 from notifier.settings import Settings
 from notifier.store import Database
 from notifier.store.audit import entries
 from notifier.store.schema import alerts, notifications
-from notifier.testing import FakeClock
+from notifier.testing import FakeClock, offline_api_context
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "config" / "samples"
@@ -141,21 +139,11 @@ async def api(db: Database, tmp_path: Path) -> AsyncIterator[Api]:
     router = Router(RoutingConfig.load(ROOT / "config" / "routing.yaml"), directory)
     settings = Settings(config_dir=ROOT / "config")
     changes: list[None] = []
-
-    async def publish(batch: Sequence[tuple[bytes, bytes]]) -> None:
-        raise AssertionError("nothing is published here")
-
-    async def broker_ok() -> str | None:
-        return None
-
-    ctx = ApiContext(
+    ctx = offline_api_context(
         settings,
         db,
         directory,
         clock,
-        LinkSigner(settings.links.secrets, 3600, clock),
-        publish,
-        broker_ok,
         on_change=lambda: changes.append(None),
         inhibit_rules=router.config.inhibit_rules,
     )

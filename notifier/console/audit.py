@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from notifier.console.web import PREFIX, Ctx, SignedIn, render
@@ -34,24 +35,45 @@ def _day(value: str | None, *, end: bool = False) -> datetime | None:
     return start + timedelta(days=1) if end else start
 
 
-async def _entries(
-    ctx: Ctx,
-    action: str | None,
-    actor: str | None,
-    subject: str | None,
-    since: str | None,
-    until: str | None,
-    limit: int | None,
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The audit log's filters, from the query string (empty: no filter)."""
+
+    action: str = ""
+    actor: str = ""
+    subject: str = ""
+    since: str = ""
+    until: str = ""
+
+    def query(self) -> str:
+        """The filters as a query string (for the CSV link)."""
+        return urlencode({k: v for k, v in asdict(self).items() if v})
+
+
+def filters(
+    action: Text = None,
+    actor: Text = None,
+    subject: Text = None,
+    since: Day = None,
+    until: Day = None,
+) -> Filters:
+    """Read the filters from the query string."""
+    return Filters(action or "", actor or "", subject or "", since or "", until or "")
+
+
+Filtered = Annotated[Filters, Depends(filters)]
+
+
+async def _entries(ctx: Ctx, f: Filters, limit: int | None) -> list[dict[str, Any]]:
     def load() -> list[dict[str, Any]]:
         with ctx.db.reading() as conn:
             return audit.entries(
                 conn,
-                action=action,
-                actor=actor,
-                subject=subject,
-                since=_day(since),
-                until=_day(until, end=True),
+                action=f.action or None,
+                actor=f.actor or None,
+                subject=f.subject or None,
+                since=_day(f.since),
+                until=_day(f.until, end=True),
                 limit=limit,
             )
 
@@ -59,50 +81,25 @@ async def _entries(
 
 
 @router.get("/audit")
-async def audit_page(
-    request: Request,
-    ctx: Ctx,
-    viewer: SignedIn,
-    action: Text = None,
-    actor: Text = None,
-    subject: Text = None,
-    since: Day = None,
-    until: Day = None,
-) -> HTMLResponse:
+async def audit_page(request: Request, ctx: Ctx, viewer: SignedIn, f: Filtered) -> HTMLResponse:
     """Who did what and when, newest first (the latest 500; the CSV has everything)."""
-    rows = await _entries(ctx, action, actor, subject, since, until, PAGE)
-    filters = {
-        "action": action or "",
-        "actor": actor or "",
-        "subject": subject or "",
-        "since": since or "",
-        "until": until or "",
-    }
-    query = urlencode({k: v for k, v in filters.items() if v})
+    rows = await _entries(ctx, f, PAGE)
     return render(
         request,
         "audit.html",
         viewer=viewer,
         rows=rows,
-        filters=filters,
-        query=query,
+        filters=f,
+        query=f.query(),
         limit=PAGE,
         details=lambda d: orjson.dumps(d).decode() if d else "",
     )
 
 
 @router.get("/audit.csv")
-async def audit_csv(
-    ctx: Ctx,
-    viewer: SignedIn,
-    action: Text = None,
-    actor: Text = None,
-    subject: Text = None,
-    since: Day = None,
-    until: Day = None,
-) -> Response:
+async def audit_csv(ctx: Ctx, viewer: SignedIn, f: Filtered) -> Response:
     """The filtered log as CSV (every matching entry, newest first)."""
-    rows = await _entries(ctx, action, actor, subject, since, until, None)
+    rows = await _entries(ctx, f, None)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["id", "at", "actor", "action", "subject", "details"])

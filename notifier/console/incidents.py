@@ -21,7 +21,9 @@ from notifier.console.web import (
     Ctx,
     Form,
     SignedIn,
+    message_page,
     render,
+    require,
     secure_headers,
     since,
     until,
@@ -125,14 +127,13 @@ async def incident(request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn) 
     except AlertNotFound:
         found = None
     if found is None:
-        return render(
+        return message_page(
             request,
-            "message.html",
-            viewer=viewer,
-            status=404,
-            title="Alert not found",
-            message=f"There is no alert {alert_id}.",
-            back=f"{PREFIX}/incidents",
+            viewer,
+            404,
+            "Alert not found",
+            f"There is no alert {alert_id}.",
+            f"{PREFIX}/incidents",
         )
     alert, entries = found
     return render(request, "incident.html", viewer=viewer, alert=alert, entries=entries)
@@ -144,14 +145,13 @@ async def _act(
     try:
         await act(ctx, alert_id, viewer.person, verb, note, "console")
     except HTTPException as exc:
-        return render(
+        return message_page(
             request,
-            "message.html",
-            viewer=viewer,
-            status=exc.status_code,
-            title=f"Could not {verb.value}",
-            message=str(exc.detail),
-            back=f"{PREFIX}/incidents/{alert_id}",
+            viewer,
+            exc.status_code,
+            f"Could not {verb.value}",
+            str(exc.detail),
+            f"{PREFIX}/incidents/{alert_id}",
         )
     return secure_headers(RedirectResponse(f"{PREFIX}/incidents/{alert_id}", status_code=303))
 
@@ -166,15 +166,7 @@ async def acknowledge(
     request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn, form: Form
 ) -> Response:
     """Take charge of the alert (stops its escalation)."""
-    if not viewer.can(Capability.ACKNOWLEDGE):
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=403,
-            title="Not allowed",
-            message="Your roles do not allow acknowledging alerts.",
-        )
+    require(viewer, Capability.ACKNOWLEDGE, "acknowledge alerts")
     return await _act(request, ctx, viewer, alert_id, Verb.ACKNOWLEDGE, _note(form))
 
 
@@ -183,13 +175,5 @@ async def resolve(
     request: Request, alert_id: str, ctx: Ctx, viewer: SignedIn, form: Form
 ) -> Response:
     """Close the alert by hand."""
-    if not viewer.can(Capability.RESOLVE):
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=403,
-            title="Not allowed",
-            message="Your roles do not allow resolving alerts.",
-        )
+    require(viewer, Capability.RESOLVE, "resolve alerts")
     return await _act(request, ctx, viewer, alert_id, Verb.RESOLVE, _note(form))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -24,13 +25,14 @@ from notifier.console.web import (
     Form,
     SignedIn,
     fragment,
+    message_page,
     render,
     require,
     secure_headers,
 )
 from notifier.directory import Capability
 from notifier.i18n import Catalogs
-from notifier.lint import lint
+from notifier.lint import Finding, lint
 from notifier.preview import (
     Sample,
     library_renderer,
@@ -128,14 +130,8 @@ async def _write(ctx: ApiContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _not_found(request: Request, viewer: SignedIn, what: str) -> HTMLResponse:
-    return render(
-        request,
-        "message.html",
-        viewer=viewer,
-        status=404,
-        title="Not found",
-        message=f"There is no {what}.",
-        back=f"{PREFIX}/templates",
+    return message_page(
+        request, viewer, 404, "Not found", f"There is no {what}.", f"{PREFIX}/templates"
     )
 
 
@@ -238,11 +234,14 @@ def _draft_sources(live: _Live, name: str, files: dict[str, str]) -> dict[str, s
     return {p: s for p, s in live.sources.items() if unit_of(p) != name} | files
 
 
-@router.post("/templates/{name}/preview")
-async def preview_template(
-    request: Request, name: str, ctx: Ctx, viewer: SignedIn, form: Form
+async def _draft_pane(
+    request: Request,
+    ctx: ApiContext,
+    name: str,
+    form: Form,
+    make: Callable[[_Workbench, _Live, dict[str, str]], str],
 ) -> HTMLResponse:
-    """The editor's preview: the unsaved files rendered in every locale side by side."""
+    """Answer one of the editor's live panes: ``make`` renders it from the unsaved files."""
     base = await _base(ctx, name, form)
     if base is None:
         return HTMLResponse("<p class=error>Unknown version.</p>", status_code=404)
@@ -250,7 +249,33 @@ async def preview_template(
     bench = _bench(request)
 
     def work() -> str:
-        live = _live(ctx, bench)
+        return make(bench, _live(ctx, bench), files)
+
+    return HTMLResponse(await asyncio.to_thread(work), headers={"Cache-Control": "no-store"})
+
+
+def _findings(
+    ctx: ApiContext, bench: _Workbench, live: _Live, sources: dict[str, str], name: str
+) -> list[Finding]:
+    """Lint template ``name`` as ``sources`` (a library set with a draft in it) renders it."""
+    return lint(
+        sources,
+        name,
+        settings=ctx.settings.templates,
+        po_texts=live.po_texts,
+        routing=ctx.routing,
+        samples=_samples(ctx, bench),
+        default_locale=ctx.settings.templates.default_locale,
+    )
+
+
+@router.post("/templates/{name}/preview")
+async def preview_template(
+    request: Request, name: str, ctx: Ctx, viewer: SignedIn, form: Form
+) -> HTMLResponse:
+    """The editor's preview: the unsaved files rendered in every locale side by side."""
+
+    def make(bench: _Workbench, live: _Live, files: dict[str, str]) -> str:
         samples = _samples(ctx, bench)
         status = str(form.get("status") or "") or statuses_of(name)[0]
         # Only samples this status can be about (a policy notice needs a policy event).
@@ -278,7 +303,7 @@ async def preview_template(
             )
         return fragment("preview.html", previews=previews, hash=content_hash(files))
 
-    return HTMLResponse(await asyncio.to_thread(work), headers={"Cache-Control": "no-store"})
+    return await _draft_pane(request, ctx, name, form, make)
 
 
 @router.post("/templates/{name}/lint")
@@ -287,26 +312,12 @@ async def lint_template(
 ) -> HTMLResponse:
     """The editor's lint results for the unsaved files (every status, channel and locale is
     rendered, so this follows the preview rather than holding it up)."""
-    base = await _base(ctx, name, form)
-    if base is None:
-        return HTMLResponse("<p class=error>Unknown version.</p>", status_code=404)
-    files = _edited_files(form, base)
-    bench = _bench(request)
 
-    def work() -> str:
-        live = _live(ctx, bench)
-        findings = lint(
-            _draft_sources(live, name, files),
-            name,
-            settings=ctx.settings.templates,
-            po_texts=live.po_texts,
-            routing=ctx.routing,
-            samples=_samples(ctx, bench),
-            default_locale=ctx.settings.templates.default_locale,
-        )
+    def make(bench: _Workbench, live: _Live, files: dict[str, str]) -> str:
+        findings = _findings(ctx, bench, live, _draft_sources(live, name, files), name)
         return fragment("lint.html", findings=findings, hash=content_hash(files))
 
-    return HTMLResponse(await asyncio.to_thread(work), headers={"Cache-Control": "no-store"})
+    return await _draft_pane(request, ctx, name, form, make)
 
 
 @router.post("/templates/{name}/drafts")
@@ -333,14 +344,8 @@ async def save_template(
             note=note,
         )
     except store.DraftRefused as exc:
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=409,
-            title="Not saved",
-            message=str(exc),
-            back=f"{PREFIX}/templates/{name}",
+        return message_page(
+            request, viewer, 409, "Not saved", str(exc), f"{PREFIX}/templates/{name}"
         )
     return secure_headers(RedirectResponse(f"{PREFIX}/versions/{draft.id}", status_code=303))
 
@@ -435,14 +440,13 @@ async def approve_version(
         return _not_found(request, viewer, f"version {version_id}")
     problems = await asyncio.to_thread(_blocking_problems, request, ctx, target)
     if problems:
-        return render(
+        return message_page(
             request,
-            "message.html",
-            viewer=viewer,
-            status=409,
-            title="Not approved",
-            message="This version has errors and cannot go live: " + "; ".join(problems),
-            back=f"{PREFIX}/versions/{version_id}",
+            viewer,
+            409,
+            "Not approved",
+            "This version has errors and cannot go live: " + "; ".join(problems),
+            f"{PREFIX}/versions/{version_id}",
         )
     try:
         await _write(
@@ -454,14 +458,8 @@ async def approve_version(
             now=ctx.clock.now(),
         )
     except store.ApprovalRefused as exc:
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=409,
-            title="Not approved",
-            message=str(exc),
-            back=f"{PREFIX}/versions/{version_id}",
+        return message_page(
+            request, viewer, 409, "Not approved", str(exc), f"{PREFIX}/versions/{version_id}"
         )
     ctx.library_changed()
     return secure_headers(RedirectResponse(f"{PREFIX}/versions/{version_id}", status_code=303))
@@ -485,15 +483,7 @@ def _blocking_problems(request: Request, ctx: ApiContext, target: store.Version)
     names = sorted(units) if target.name == SHARED else [target.name]
     problems = []
     for name in names:
-        for finding in lint(
-            sources,
-            name,
-            settings=ctx.settings.templates,
-            po_texts=live.po_texts,
-            routing=ctx.routing,
-            samples=_samples(ctx, bench),
-            default_locale=ctx.settings.templates.default_locale,
-        ):
+        for finding in _findings(ctx, bench, live, sources, name):
             if finding.level == "error":
                 where = f" ({finding.path} line {finding.line})" if finding.path else ""
                 problems.append(f"{name}: {finding.message}{where}")
@@ -513,14 +503,8 @@ async def discard_version(
     try:
         await _write(ctx, store.discard, version_id, by=viewer.person.id, now=ctx.clock.now())
     except store.DraftRefused as exc:
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=409,
-            title="Not discarded",
-            message=str(exc),
-            back=f"{PREFIX}/versions/{version_id}",
+        return message_page(
+            request, viewer, 409, "Not discarded", str(exc), f"{PREFIX}/versions/{version_id}"
         )
     return secure_headers(RedirectResponse(_unit_url(target), status_code=303))
 
@@ -669,14 +653,8 @@ async def save_translations(
     try:
         new_text = apply_edits(po_text, locale, edits, known={m.key for m in messages})
     except TranslationError as exc:
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=422,
-            title="Not saved",
-            message=str(exc),
-            back=f"{PREFIX}/translations/{locale}",
+        return message_page(
+            request, viewer, 422, "Not saved", str(exc), f"{PREFIX}/translations/{locale}"
         )
     path = next(iter(base.files))
     draft: store.Version = await _write(

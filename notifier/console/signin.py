@@ -11,7 +11,16 @@ from starlette.datastructures import FormData
 
 from notifier.api.deps import ApiContext
 from notifier.console.auth import LOGIN_COOKIE, SESSION_COOKIE, check_password
-from notifier.console.web import PREFIX, Ctx, Form, SignedIn, render, secure_headers, sessions
+from notifier.console.web import (
+    PREFIX,
+    Ctx,
+    Form,
+    SignedIn,
+    message_page,
+    render,
+    secure_headers,
+    sessions,
+)
 from notifier.directory import Capability
 from notifier.store import audit
 
@@ -92,13 +101,12 @@ async def sign_in(
     next_ = _safe_next(str(form.get("next") or ""))
     issuer = sessions(request)
     if not issuer.check_sign_in_token(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):  # type: ignore[arg-type]
-        return render(
+        return message_page(
             request,
-            "message.html",
-            viewer=None,
-            status=403,
-            title="Not allowed",
-            message="This sign-in form is missing its security token or it is out of date: "
+            None,
+            403,
+            "Not allowed",
+            "This sign-in form is missing its security token or it is out of date: "
             "reload the page and try again.",
         )
     person = ctx.directory.get(person_id)

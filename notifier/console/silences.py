@@ -8,7 +8,16 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from notifier.console.web import PREFIX, Ctx, Form, SignedIn, render, require, secure_headers
+from notifier.console.web import (
+    PREFIX,
+    Ctx,
+    Form,
+    SignedIn,
+    message_page,
+    render,
+    require,
+    secure_headers,
+)
 from notifier.directory import Capability
 from notifier.silences import Silence, SilenceRefused, new_silence
 from notifier.store.holds import HoldOutcome
@@ -58,14 +67,8 @@ async def create(request: Request, ctx: Ctx, viewer: SignedIn, form: Form) -> Re
             duration=timedelta(hours=hours),
         )
     except SilenceRefused as exc:
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=422,
-            title="Silence not created",
-            message=str(exc),
-            back=f"{PREFIX}/silences",
+        return message_page(
+            request, viewer, 422, "Silence not created", str(exc), f"{PREFIX}/silences"
         )
 
     def store() -> HoldOutcome:
@@ -92,14 +95,6 @@ async def expire(
     try:
         await asyncio.to_thread(store)
     except SilenceRefused as exc:
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=409,
-            title="Not expired",
-            message=str(exc),
-            back=f"{PREFIX}/silences",
-        )
+        return message_page(request, viewer, 409, "Not expired", str(exc), f"{PREFIX}/silences")
     ctx.on_change()
     return secure_headers(RedirectResponse(f"{PREFIX}/silences", status_code=303))

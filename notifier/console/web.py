@@ -81,6 +81,21 @@ def render(
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
+def message_page(
+    request: Request,
+    viewer: Viewer | None,
+    status: int,
+    title: str,
+    message: str,
+    back: str | None = None,
+) -> HTMLResponse:
+    """A page that says what happened (a refusal, a problem) and where to go back to."""
+    values: dict[str, Any] = {"title": title, "message": message}
+    if back is not None:
+        values["back"] = back
+    return render(request, "message.html", viewer=viewer, status=status, **values)
+
+
 def fragment(page: str, **values: Any) -> str:
     """Render a part of a page (for the live parts: preview, incident rows)."""
     return _env.get_template(page).render(**values)
@@ -157,27 +172,19 @@ def install(app: FastAPI, issuer: Sessions) -> None:
         if request.url.query:
             target += "?" + request.url.query
         if request.method != "GET":
-            return render(
+            return message_page(
                 request,
-                "message.html",
-                viewer=None,
-                status=401,
-                title="Signed out",
-                message="Your session has ended. Sign in again and repeat what you did.",
+                None,
+                401,
+                "Signed out",
+                "Your session has ended. Sign in again and repeat what you did.",
             )
         return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
 
     async def forbidden(request: Request, exc: Exception) -> Response:
         viewer = sessions(request).viewer(request.cookies.get(SESSION_COOKIE))
         message = exc.message if isinstance(exc, Forbidden) else "Not allowed."
-        return render(
-            request,
-            "message.html",
-            viewer=viewer,
-            status=403,
-            title="Not allowed",
-            message=message,
-        )
+        return message_page(request, viewer, 403, "Not allowed", message)
 
     handlers: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
         SignInRequired: to_sign_in,
