@@ -275,6 +275,22 @@ async def test_a_wrong_password_is_refused_and_audited(console: Console) -> None
     assert (await client.get("/console/incidents")).status_code == 303
 
 
+async def test_password_guessing_locks_the_id_for_a_while(console: Console) -> None:
+    """Five failures for one id within 15 minutes: even the right password is refused (429,
+    audited) until the window has passed; other ids are not affected."""
+    client = console.browser()
+    for _ in range(5):
+        assert (await sign_in(client, EDITOR, "guess")).status_code == 401
+    refused = await sign_in(client, EDITOR, PASSWORDS[EDITOR])
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in refused.text
+    assert SESSION_COOKIE not in refused.cookies
+    assert [e["actor"] for e in console.audit("console.sign-in-refused")] == [EDITOR]
+    assert _location(await sign_in(console.browser(), APPROVER, PASSWORDS[APPROVER]))
+    console.clock.advance(15 * 60 + 1)
+    assert _location(await sign_in(client, EDITOR, PASSWORDS[EDITOR])) == "/console/incidents"
+
+
 async def test_the_right_password_signs_in(console: Console) -> None:
     """The right password: a redirect into the console, the session cookie, an audit entry."""
     client = console.browser()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -26,6 +27,11 @@ from notifier.store import audit
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
+# Password guessing: after this many failures for one id within LOCKOUT, sign-in for that id
+# is refused until the oldest failure is LOCKOUT old.
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+
 
 def _safe_next(target: str | None) -> str:
     # Only places inside the console: an open redirect would make the sign-in page a
@@ -33,6 +39,26 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith(PREFIX + "/") and not target.startswith("//"):
         return target
     return f"{PREFIX}/incidents"
+
+
+async def _recent_failures(ctx: ApiContext, person_id: str) -> int:
+    """Failed sign-ins for this id within the lockout window (read from the audit log, so
+    every engine sharing the store counts the same attempts)."""
+    since = ctx.clock.now() - LOCKOUT
+
+    def count() -> int:
+        with ctx.db.reading() as conn:
+            return len(
+                audit.entries(
+                    conn,
+                    action="console.sign-in-failed",
+                    actor=person_id or "-",
+                    since=since,
+                    limit=MAX_FAILURES,
+                )
+            )
+
+    return await asyncio.to_thread(count)
 
 
 def _secure(ctx: ApiContext) -> bool:
@@ -108,6 +134,17 @@ async def sign_in(
             "Not allowed",
             "This sign-in form is missing its security token or it is out of date: "
             "reload the page and try again.",
+        )
+    if await _recent_failures(ctx, person_id) >= MAX_FAILURES:
+        await _record(ctx, person_id or "-", "console.sign-in-refused", {"person": person_id})
+        return _sign_in_page(
+            request,
+            ctx,
+            next_=next_,
+            person=person_id,
+            status=429,
+            error=f"Too many failed sign-ins for this id: wait {LOCKOUT.seconds // 60} minutes "
+            "and try again, or ask an administrator to check the audit log.",
         )
     person = ctx.directory.get(person_id)
     # Argon2 takes tens of milliseconds: keep the event loop free meanwhile.
