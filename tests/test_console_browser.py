@@ -109,6 +109,11 @@ async def test_editor_drafts_approver_approves_and_the_next_alert_uses_it(
     assert all(s.startswith("[DRILL] [Kritisch] Alarm:") for s in in_german), subjects
     for row in rows:
         assert f"alert v{number}" in (row["template_version"] or ""), row["template_version"]
+    # The incident's timeline says which approved version each sent message came from.
+    await tomas.goto(console.url(f"/console/incidents/{alert_id}"))
+    await expect(tomas.locator(".timeline .entry-notification").first).to_contain_text(
+        f"from alert v{number}, shared v1"
+    )
 
 
 async def test_an_unapproved_draft_never_reaches_an_inbox(

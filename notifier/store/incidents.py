@@ -362,6 +362,9 @@ def _from_notification(row: RowMapping, current: int) -> TimelineEntry:
     elif status == "pending" and (reason or error):
         cause = ": ".join(part for part in (reason, error) if part)
         detail = f"retrying after {cause}"
+    elif status == "sent" and row["template_version"]:
+        # Which approved words went out: the library versions that rendered it.
+        detail = f"in {row['language']}, from {row['template_version']}"
     else:
         detail = None
     # When it was sent, or failed (recorded as its last attempt), or else was written.
