@@ -39,7 +39,7 @@ format: install ## Apply ruff's formatting and fixable lints
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install ## The benchmarks (README, "Performance"): pipeline, timers, delivery, race, storm
+bench: install ## The benchmarks (README, "Performance"): pipeline, timers, delivery, race, storm, console
 	command -v prometheus-alertmanager >/dev/null || (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager)
 	$(BIN)/python bench/pipeline.py
@@ -47,6 +47,7 @@ bench: install ## The benchmarks (README, "Performance"): pipeline, timers, deli
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/vs_alertmanager.py
 	$(BIN)/python bench/storm.py
+	$(BIN)/python bench/console.py
 
 clean: ## Remove the virtualenv and local state
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,14 +3,15 @@
 Usage: python bench/console.py [--alerts 10000] [--runs 15]
 
 In one process (the app called in-process over ASGI, so the figures are server time without
-a network): a SQLite store seeded with the shipped template library and ``--alerts`` open
-alerts, a signed-in session, then
+a network; the garbage collector tuned as the engine tunes it): a SQLite store seeded with
+the shipped template library and ``--alerts`` open alerts, a signed-in session, then
 
-* **preview**: ``POST /console/templates/<name>/preview`` for every shipped template with its
-  shipped sources, which renders every locale side by side *and* lints the draft; the figure
-  per template is the median over ``--runs`` requests. Baseline in the same run: the engine
-  rendering the same template once in one locale (``Renderer.render``), so the ratio says
-  what the preview costs over a plain render.
+* **preview** and **lint**: ``POST /console/templates/<name>/preview`` (every shipped locale
+  side by side) and ``POST /console/templates/<name>/lint`` (every status x channel x locale
+  rendered and checked), for every shipped template, each request with a freshly edited text
+  part, as while typing (nothing cached by content hash); medians over ``--runs`` requests.
+  Baseline in the same run: the engine rendering the same template once in one locale
+  (``Renderer.render``), so the ratio says what a live preview costs over a plain render.
 * **incident list**: ``GET /console/incidents`` with every open alert (the page's own
   ``Server-Timing`` header: query plus HTML; and the whole in-process request). Baseline:
   the query alone (``open_alerts``).
@@ -35,7 +36,7 @@ import httpx
 from seed import seed_open_alerts
 
 from notifier.api.app import create_app
-from notifier.app import load_configuration
+from notifier.app import load_configuration, tune_collector
 from notifier.console.auth import SESSION_COOKIE, Sessions
 from notifier.library import seed
 from notifier.preview import load_samples, sample_context
@@ -86,6 +87,7 @@ async def main(alerts: int, runs: int) -> None:
         routing=config.router.config,
     )
     app = create_app(ctx)
+    tune_collector()  # as the engine does once it has started
     editor = next(p for p in config.directory if "comms-editor" in p.roles)
     cookie = Sessions(settings.links.secrets, 3600, clock, config.directory).issue(editor)
     viewer = Sessions(settings.links.secrets, 3600, clock, config.directory).viewer(cookie)
