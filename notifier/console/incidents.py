@@ -65,7 +65,7 @@ def rows_html(rows: Sequence[OpenAlert], now: datetime) -> Markup:
             f'<tr><td class="sev sev-{severity}">{severity}</td>'
             f'<td class="alert"><a href="{PREFIX}/incidents/{escape(a.id)}">{escape(a.name)}</a>'
             f'<br><span class="muted">{escape(a.summary)}</span></td>'
-            f'<td>{state}</td><td class="hide-narrow">{step}</td>'
+            f'<td class="state">{state}</td><td class="hide-narrow">{step}</td>'
             f'<td class="when">{since(a.started_at, now)}</td></tr>'
         )
     out.append("</tbody>")
