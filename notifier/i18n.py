@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import gettext
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -125,12 +126,41 @@ def _compile(po_path: Path) -> bytes:
     return _compile_catalog(_read_po(po_path), str(po_path))
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)")
+
+
+def _dropped_placeholders(
+    source: str | tuple[str, ...] | list[str], translation: str | tuple[str, ...] | list[str] | None
+) -> list[str]:
+    """The ``%(name)s`` placeholders every form must keep that a translated form leaves out
+    (an empty translation is untranslated, not wrong)."""
+    sources = [source] if isinstance(source, str) else list(source)
+    forms = [translation] if isinstance(translation, str) else list(translation or ())
+    if not any(forms):
+        return []
+    # In plurals a form may leave out what only the singular or the plural says (the count).
+    required = set.intersection(*(set(_PLACEHOLDER.findall(s)) for s in sources))
+    missing = {
+        name for form in forms if form for name in required - set(_PLACEHOLDER.findall(form))
+    }
+    return [f"%({name})s" for name in sorted(missing)]
+
+
 def _compile_catalog(catalog: Catalog, name: str) -> bytes:
     """Compile a parsed catalog (read from ``name``) to ``.mo`` bytes, as :func:`_compile`."""
     problems = [
         f"{name}:{message.lineno}: {message.id!r}: {error}"
         for message, errors in catalog.check()
         for error in errors
+    ]
+    # Babel's checks refuse invented placeholders, not missing ones: "[Behoben]" for
+    # "[Resolved] %(summary)s" would compile and silently drop the alert's summary.
+    problems += [
+        f"{name}:{message.lineno}: {message.id!r}: translation drops {', '.join(missing)}"
+        for message in catalog
+        if message.id and not message.fuzzy
+        for missing in [_dropped_placeholders(message.id, message.string)]
+        if missing
     ]
     if problems:
         raise ConfigError("broken translations:\n" + "\n".join(problems))

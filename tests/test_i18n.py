@@ -175,6 +175,14 @@ def test_compile_rejects_a_translation_with_wrong_placeholders(locales: Path) ->
         Catalogs.load(locales)
 
 
+def test_a_translation_that_drops_a_placeholder_is_refused(locales: Path) -> None:
+    """Babel only refuses invented placeholders; a msgstr that leaves one out would silently
+    drop the alert's facts, so it is refused too, naming the message and the placeholder."""
+    _edit_po(_po(locales, "de"), "Hello %(name)s,", "Guten Tag,")
+    with pytest.raises(ConfigError, match=r"'Hello %\(name\)s,': translation drops %\(name\)s"):
+        Catalogs.load(locales)
+
+
 def test_compile_writes_a_mo_per_language(locales: Path) -> None:
     """compile_catalogs() writes notifier.mo next to each notifier.po."""
     written = compile_catalogs(locales)
