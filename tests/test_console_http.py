@@ -703,3 +703,39 @@ async def test_incidents_list_detail_and_acknowledge(console: Console) -> None:
     after = await commander.get(f"/console/incidents/{alert_id}")
     assert '<strong id="alert-state">acknowledged</strong>' in after.text
     assert action not in after.text
+
+
+async def test_silences_are_created_listed_and_expired_by_those_allowed(console: Console) -> None:
+    """A commander silences from the console (audited, listed as active) and expires it; a
+    viewer sees the list without the form and is refused a POST; bad matchers are a 422."""
+    mei = await console.signed_in(COMMANDER)
+    created = await mei.post(
+        "/console/silences",
+        {
+            "matchers": 'alertname="ConsensusFinalityLag"\nnetwork="mainnet"',
+            "hours": "2",
+            "comment": "CHG-42 client rollout",
+        },
+    )
+    assert _location(created) == "/console/silences"
+    [entry] = console.audit("silence.create")
+    assert entry["actor"] == COMMANDER
+    listing = await mei.get("/console/silences")
+    assert "alertname=&#34;ConsensusFinalityLag&#34;" in listing.text
+    assert "CHG-42 client rollout" in listing.text and ">active<" in listing.text
+    assert (
+        await mei.post("/console/silences", {"matchers": "alertname", "hours": "1", "comment": "x"})
+    ).status_code == 422
+
+    viewer = await console.signed_in(VIEWER)
+    seen = await viewer.get("/console/silences")
+    assert "CHG-42 client rollout" in seen.text
+    assert "create-silence" not in seen.text and "/expire" not in seen.text
+    silence_id = entry["subject"]
+    assert (await viewer.post(f"/console/silences/{silence_id}/expire")).status_code == 403
+    assert console.audit("silence.expire") == []
+
+    assert _location(await mei.post(f"/console/silences/{silence_id}/expire"))
+    [expired] = console.audit("silence.expire")
+    assert (expired["actor"], expired["subject"]) == (COMMANDER, silence_id)
+    assert ">expired<" in (await mei.get("/console/silences")).text
