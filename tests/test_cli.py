@@ -16,18 +16,23 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from argon2 import PasswordHasher
 from babel.messages.pofile import read_po
 from click.testing import CliRunner, Result
 
 import notifier.cli
 import notifier.cli_state
+from notifier import library
 from notifier.cli import cli
 from notifier.store import Database
+from notifier.store import library as library_store
+from notifier.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "config" / "samples"
@@ -689,3 +694,73 @@ def test_alerts_rejects_an_unknown_status() -> None:
     result = invoke("alerts", "--status", "open")
     assert result.exit_code == 2
     assert "'open' is not one of 'firing', 'acknowledged', 'resolved', 'notice'" in result.stderr
+
+
+# --- templates export, console password --------------------------------------------------------
+
+
+def test_templates_export_writes_the_approved_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`templates export` writes the live versions (an approved edit, not a pending draft) to
+    the folders given; run again, it finds nothing to change. On a store without a library
+    it says how to create one."""
+    url = f"sqlite:///{tmp_path / 'library.db'}"
+    monkeypatch.setenv("NOTIFIER_STORE__URL", url)
+    unseeded = invoke("templates", "export", "--templates", str(tmp_path / "t"))
+    assert unseeded.exit_code == 1
+    assert "start the engine once (`notifier run`)" in unseeded.stderr
+    db = Database(url)
+    try:
+        db.migrate()
+        clock = FakeClock(datetime(2026, 11, 22, tzinfo=UTC))
+        library.seed(db, ROOT / "templates", ROOT / "locales", clock)
+        subject = "alert/email.subject.j2"
+        with db.transaction() as conn:
+            live = next(v for v in library_store.versions(conn, "template", "alert") if v.live)
+            approved = library_store.save_draft(
+                conn,
+                "template",
+                "alert",
+                {**live.files, subject: "APPROVED\n"},
+                author="nora.kaplan",
+                now=clock.now(),
+            )
+            library_store.approve(
+                conn,
+                approved.id,
+                approver="tomas.lindqvist",
+                reviewed_hash=approved.content_hash,
+                now=clock.now(),
+            )
+            library_store.save_draft(
+                conn,
+                "template",
+                "alert",
+                {**live.files, subject: "DRAFT\n"},
+                author="nora.kaplan",
+                now=clock.now(),
+            )
+    finally:
+        db.dispose()
+    out_t, out_l = tmp_path / "t", tmp_path / "l"
+    first = invoke("templates", "export", "--templates", str(out_t), "--locales", str(out_l))
+    assert first.exit_code == 0, first.output
+    assert (out_t / subject).read_text() == "APPROVED\n"
+    assert (out_l / "de" / "LC_MESSAGES" / "notifier.po").is_file()
+    assert (out_t / "labels.j2").read_text() == (ROOT / "templates" / "labels.j2").read_text()
+    again = invoke("templates", "export", "--templates", str(out_t), "--locales", str(out_l))
+    assert again.stdout.strip() == "files already match the library"
+
+
+def test_console_password_prints_a_hash_that_verifies() -> None:
+    """`console password` asks twice and prints an Argon2id hash of what was typed; a short
+    password or an unknown person is refused."""
+    result = invoke("console", "password", "mei.lin", input="correct horse battery\n" * 2)
+    assert result.exit_code == 0, result.output
+    line = result.stdout.strip().splitlines()[-1].strip()
+    assert line.startswith("password_hash: '$argon2id$")
+    digest = line.split("'")[1]
+    assert PasswordHasher().verify(digest, "correct horse battery")
+    assert invoke("console", "password", "mei.lin", input="short\nshort\n").exit_code == 1
+    assert invoke("console", "password", "nobody", input="x\n").exit_code == 1
