@@ -508,6 +508,14 @@ async def test_the_diff_shows_the_changed_line(console: Console) -> None:
     assert [html.unescape(line) for line in removed] == [first_line]
     # Only the changed file is shown.
     assert re.findall(r"<h3><code>([^<]+)</code></h3>", response.text) == [TEXT]
+    # The unit's page offers any two of its versions to compare (newest two preselected).
+    unit = await editor.get("/console/templates/alert")
+    compare = re.search(r'<form class="filters compare".*?</form>', unit.text, re.S)
+    assert compare is not None, unit.text
+    assert re.findall(r'<option value="(\d+)" selected>', compare.group(0)) == [
+        str(v1.id),
+        str(draft),
+    ]
     # Versions of different units are not compared.
     other = console.live("reminder")
     assert (await editor.get("/console/diff", a=v1.id, b=other.id)).status_code == 404
