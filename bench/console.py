@@ -36,8 +36,8 @@ import httpx
 from seed import seed_open_alerts
 
 from notifier.api.app import create_app
+from notifier.api.console.auth import SESSION_COOKIE, Sessions
 from notifier.app import load_configuration, tune_collector
-from notifier.console.auth import SESSION_COOKIE, Sessions
 from notifier.library import seed
 from notifier.preview import load_samples, sample_context
 from notifier.settings import Settings, StoreSettings, TemplateSettings

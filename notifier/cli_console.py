@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from notifier.api.console.auth import hash_password
 from notifier.cli_state import CliState, pass_state
-from notifier.console.auth import hash_password
 from notifier.directory import Directory
 from notifier.library import export
 from notifier.store import Database

@@ -21,9 +21,9 @@ import click
 import orjson
 from pydantic import SecretStr
 
+from notifier.api.console.auth import hash_password
 from notifier.app import Configuration, Engine, load_configuration
 from notifier.broker import EmbeddedBroker, free_port, publish, records_for
-from notifier.console.auth import hash_password
 from notifier.directory import Capability, Directory
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import Settings

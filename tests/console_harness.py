@@ -56,9 +56,9 @@ from playwright.async_api import (
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from notifier.api.console.auth import hash_password
 from notifier.app import Engine, load_configuration
 from notifier.broker import EmbeddedBroker, Publisher, records_for
-from notifier.console.auth import hash_password
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import (
     ConsoleSettings,

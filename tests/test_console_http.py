@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from notifier import library
 from notifier.api.app import create_app
-from notifier.console.auth import LOGIN_COOKIE, SESSION_COOKIE, hash_password
+from notifier.api.console.auth import LOGIN_COOKIE, SESSION_COOKIE, hash_password
 from notifier.directory import Directory, Person
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig

@@ -6,8 +6,8 @@ from fastapi import FastAPI
 
 from notifier import __version__
 from notifier.api import alerts, events, health, pages, receipts, silences, slack
+from notifier.api.console.app import add_console
 from notifier.api.deps import ApiContext
-from notifier.console.app import add_console
 
 
 def create_app(ctx: ApiContext) -> FastAPI:

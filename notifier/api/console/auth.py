@@ -66,8 +66,8 @@ class Sessions:
         # itsdangerous signs with the last key and verifies with all: the first links secret
         # is the newest.
         keys = [s.get_secret_value() for s in reversed(secrets_)]
-        self._sessions = URLSafeSerializer(keys, salt="notifier.console.session")
-        self._login = URLSafeSerializer(keys, salt="notifier.console.sign-in")
+        self._sessions = URLSafeSerializer(keys, salt="notifier.api.console.session")
+        self._login = URLSafeSerializer(keys, salt="notifier.api.console.sign-in")
         self._ttl = ttl_seconds
         self._clock = clock
         self._directory = directory

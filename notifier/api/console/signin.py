@@ -10,9 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from notifier.api.deps import ApiContext
-from notifier.console.auth import LOGIN_COOKIE, SESSION_COOKIE, check_password
-from notifier.console.web import (
+from notifier.api.console.auth import LOGIN_COOKIE, SESSION_COOKIE, check_password
+from notifier.api.console.web import (
     PREFIX,
     Ctx,
     Form,
@@ -22,6 +21,7 @@ from notifier.console.web import (
     secure_headers,
     sessions,
 )
+from notifier.api.deps import ApiContext
 from notifier.directory import Capability
 from notifier.store import audit
 

@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from notifier.console.web import PREFIX, Ctx, SignedIn, render
+from notifier.api.console.web import PREFIX, Ctx, SignedIn, render
 from notifier.store import audit
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -8,10 +8,10 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from notifier.api.console import audit, incidents, library, signin, silences
+from notifier.api.console.auth import Sessions
+from notifier.api.console.web import PREFIX, install
 from notifier.api.deps import ApiContext
-from notifier.console import audit, incidents, library, signin, silences
-from notifier.console.auth import Sessions
-from notifier.console.web import PREFIX, install
 
 
 def add_console(app: FastAPI, ctx: ApiContext) -> None:

@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.datastructures import FormData
 
+from notifier.api.console.auth import SESSION_COOKIE, Sessions, Viewer, csrf_ok
 from notifier.api.deps import ApiContext
-from notifier.console.auth import SESSION_COOKIE, Sessions, Viewer, csrf_ok
 from notifier.directory import Capability
 
 PREFIX = "/console"
@@ -57,7 +57,7 @@ def _when(value: datetime | None) -> str:
 
 
 _env = Environment(
-    loader=PackageLoader("notifier.console", "pages"),
+    loader=PackageLoader("notifier.api.console", "pages"),
     autoescape=select_autoescape(["html"]),
     undefined=StrictUndefined,
     trim_blocks=True,

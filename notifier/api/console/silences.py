@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from notifier.console.web import (
+from notifier.api.console.web import (
     PREFIX,
     Ctx,
     Form,

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from notifier.api.deps import ApiContext
-from notifier.console.web import (
+from notifier.api.console.web import (
     PREFIX,
     Ctx,
     Form,
@@ -30,6 +29,7 @@ from notifier.console.web import (
     require,
     secure_headers,
 )
+from notifier.api.deps import ApiContext
 from notifier.directory import Capability
 from notifier.i18n import Catalogs
 from notifier.lint import Finding, lint

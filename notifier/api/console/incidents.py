@@ -16,7 +16,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from notifier.api.alerts import act
-from notifier.console.web import (
+from notifier.api.console.web import (
     PREFIX,
     Ctx,
     Form,
