@@ -291,6 +291,22 @@ async def test_password_guessing_locks_the_id_for_a_while(console: Console) -> N
     assert _location(await sign_in(client, EDITOR, PASSWORDS[EDITOR])) == "/console/incidents"
 
 
+async def test_after_signing_out_a_copy_of_the_cookie_signs_nobody_in(console: Console) -> None:
+    """Signing out ends the session in the store: the same cookie, replayed by another
+    client, is sent to the sign-in page; signing out twice is harmless; audited."""
+    nora = await console.signed_in(EDITOR)
+    cookie = nora.client.cookies[SESSION_COOKIE]
+    replay = console.browser()
+    replay.cookies.set(SESSION_COOKIE, cookie)
+    assert (await replay.get("/console/incidents")).status_code == 200
+    assert _location(await nora.post("/console/logout")) == "/console/login"
+    assert _location(await replay.get("/console/incidents")).startswith("/console/login")
+    assert (await replay.post("/console/logout", data={"csrf": nora.csrf})).status_code == 401
+    assert [e["actor"] for e in console.audit("console.sign-out")] == [EDITOR]
+    # A new sign-in is a new session.
+    assert (await (await console.signed_in(EDITOR)).get("/console/incidents")).status_code == 200
+
+
 async def test_the_right_password_signs_in(console: Console) -> None:
     """The right password: a redirect into the console, the session cookie, an audit entry."""
     client = console.browser()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from notifier.settings import TemplateSettings
 from notifier.store import Database, audit
 from notifier.store import library as store
 from notifier.store.schema import library_versions
+from notifier.store.sessions import is_revoked, revoke
 from notifier.templating import Renderer
 from notifier.testing import FakeClock
 
@@ -605,3 +606,19 @@ def test_the_follower_keeps_the_files_for_an_empty_library(db: Database) -> None
     assert not follower.load()
     assert _render(renderer).template_version == ""
     assert "Alert" in _render(renderer).subject
+
+
+def test_revoked_sessions_are_remembered_until_they_would_have_expired(db: Database) -> None:
+    """Revoking is idempotent (two tabs signing out) and forgets sessions expired anyway."""
+    t0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    with db.transaction() as conn:
+        revoke(conn, "a" * 64, "nora.kaplan", t0, t0 + timedelta(hours=8))
+        revoke(conn, "a" * 64, "nora.kaplan", t0, t0 + timedelta(hours=8))
+        revoke(conn, "b" * 64, "mei.lin", t0, t0 + timedelta(hours=1))
+    with db.transaction() as conn:
+        assert is_revoked(conn, "a" * 64) and is_revoked(conn, "b" * 64)
+        assert not is_revoked(conn, "c" * 64)
+        revoke(conn, "c" * 64, "mei.lin", t0 + timedelta(hours=2), t0 + timedelta(hours=10))
+    with db.transaction() as conn:
+        assert not is_revoked(conn, "b" * 64)  # it expired at 09:00: no longer kept
+        assert is_revoked(conn, "a" * 64) and is_revoked(conn, "c" * 64)

@@ -384,3 +384,16 @@ library_live = Table(
     Column("since", UTCDateTime, nullable=False),
     Column("by", String(64), nullable=False),
 )
+
+# Console sessions ended before their time (signed out): the session cookie is stateless and
+# stays valid until it expires, so a copy of it must be refused after sign-out. Keyed by a
+# hash of the session's secret; rows are purged once the session would have expired anyway.
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("person_id", String(64), nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+Index("ix_revoked_sessions_expires_at", revoked_sessions.c.expires_at)

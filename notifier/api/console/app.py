@@ -12,10 +12,16 @@ from notifier.api.console import audit, incidents, library, signin, silences
 from notifier.api.console.auth import Sessions
 from notifier.api.console.web import PREFIX, install
 from notifier.api.deps import ApiContext
+from notifier.store.sessions import is_revoked
 
 
 def add_console(app: FastAPI, ctx: ApiContext) -> None:
     """Serve the console under ``/console``."""
+
+    def revoked(key: str) -> bool:
+        with ctx.db.reading() as conn:
+            return is_revoked(conn, key)
+
     install(
         app,
         Sessions(
@@ -23,6 +29,7 @@ def add_console(app: FastAPI, ctx: ApiContext) -> None:
             ctx.settings.console.session_ttl_seconds,
             ctx.clock,
             ctx.directory,
+            revoked,
         ),
     )
     for module in (signin, incidents, library, silences, audit):

@@ -9,9 +9,12 @@ token of its own (double submit).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -51,6 +54,12 @@ class Viewer:
     person: Person
     capabilities: frozenset[Capability]
     csrf: str
+    expires_at: datetime
+
+    @property
+    def session_hash(self) -> str:
+        """What names this session in the store (a hash: the token itself stays secret)."""
+        return session_hash(self.csrf)
 
     def can(self, capability: Capability) -> bool:
         """Whether the person's roles allow ``capability``."""
@@ -61,16 +70,23 @@ class Sessions:
     """Issues and checks session cookies and CSRF tokens."""
 
     def __init__(
-        self, secrets_: list[SecretStr], ttl_seconds: int, clock: Clock, directory: Directory
+        self,
+        secrets_: list[SecretStr],
+        ttl_seconds: int,
+        clock: Clock,
+        directory: Directory,
+        revoked: Callable[[str], bool] = lambda _: False,
     ) -> None:
+        """``revoked`` says whether a session (by :func:`session_hash`) was signed out."""
         # itsdangerous signs with the last key and verifies with all: the first links secret
         # is the newest.
         keys = [s.get_secret_value() for s in reversed(secrets_)]
-        self._sessions = URLSafeSerializer(keys, salt="notifier.api.console.session")
-        self._login = URLSafeSerializer(keys, salt="notifier.api.console.sign-in")
+        self._sessions = URLSafeSerializer(keys, salt="notifier.console.session")
+        self._login = URLSafeSerializer(keys, salt="notifier.console.sign-in")
         self._ttl = ttl_seconds
         self._clock = clock
         self._directory = directory
+        self._revoked = revoked
 
     @property
     def ttl_seconds(self) -> int:
@@ -83,7 +99,8 @@ class Sessions:
         return self._sessions.dumps(payload)
 
     def viewer(self, cookie: str | None) -> Viewer | None:
-        """The person a valid, unexpired session cookie names, if they may still view."""
+        """The person a valid, unexpired, not signed-out session cookie names, if they may
+        still view. Blocking (asks the store whether the session was signed out)."""
         if not cookie:
             return None
         try:
@@ -103,7 +120,10 @@ class Sessions:
         capabilities = self._directory.capabilities(person.id)
         if Capability.VIEW not in capabilities:
             return None  # roles changed since sign-in
-        return Viewer(person, capabilities, csrf)
+        if self._revoked(session_hash(csrf)):
+            return None  # signed out: a copy of the cookie must not work
+        expires = datetime.fromtimestamp(issued + self._ttl, UTC)
+        return Viewer(person, capabilities, csrf, expires)
 
     def sign_in_token(self) -> tuple[str, str]:
         """A token for the sign-in form and the signed cookie that vouches for it."""
@@ -125,6 +145,11 @@ class Sessions:
 
     def _now(self) -> int:
         return int(self._clock.now().timestamp())
+
+
+def session_hash(token: str) -> str:
+    """The sha256 (hex) of a session's secret token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def csrf_ok(viewer: Viewer, submitted: object) -> bool:

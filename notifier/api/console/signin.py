@@ -24,6 +24,7 @@ from notifier.api.console.web import (
 from notifier.api.deps import ApiContext
 from notifier.directory import Capability
 from notifier.store import audit
+from notifier.store.sessions import revoke
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -108,7 +109,8 @@ def _sign_in_page(
 @router.get("/login")
 async def sign_in_page(request: Request, ctx: Ctx, next: str | None = None) -> Response:
     """The sign-in form."""
-    if sessions(request).viewer(request.cookies.get(SESSION_COOKIE)) is not None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if await asyncio.to_thread(sessions(request).viewer, cookie) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return _sign_in_page(request, ctx, next_=_safe_next(next))
 
@@ -176,8 +178,15 @@ async def sign_in(
 
 @router.post("/logout")
 async def sign_out(ctx: Ctx, viewer: SignedIn, _: Form) -> Response:
-    """End the session in this browser."""
-    await _record(ctx, viewer.person.id, "console.sign-out", {})
+    """End the session: this cookie, and any copy of it, no longer signs anyone in."""
+
+    def record() -> None:
+        now = ctx.clock.now()
+        with ctx.db.transaction() as conn:
+            revoke(conn, viewer.session_hash, viewer.person.id, now, viewer.expires_at)
+            audit.record(conn, now, viewer.person.id, "console.sign-out", "console", {})
+
+    await asyncio.to_thread(record)
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return secure_headers(response)

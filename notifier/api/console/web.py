@@ -3,6 +3,7 @@ CSRF-checked forms."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -132,7 +133,11 @@ def sessions(request: Request) -> Sessions:
 
 
 def current_viewer(request: Request) -> Viewer:
-    """The signed-in person (the sign-in page otherwise)."""
+    """The signed-in person (the sign-in page otherwise).
+
+    A plain function on purpose: FastAPI runs it in its thread pool, and checking whether
+    the session was signed out asks the store.
+    """
     viewer = sessions(request).viewer(request.cookies.get(SESSION_COOKIE))
     if viewer is None:
         raise SignInRequired
@@ -182,7 +187,8 @@ def install(app: FastAPI, issuer: Sessions) -> None:
         return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
 
     async def forbidden(request: Request, exc: Exception) -> Response:
-        viewer = sessions(request).viewer(request.cookies.get(SESSION_COOKIE))
+        cookie = request.cookies.get(SESSION_COOKIE)
+        viewer = await asyncio.to_thread(sessions(request).viewer, cookie)
         message = exc.message if isinstance(exc, Forbidden) else "Not allowed."
         return message_page(request, viewer, 403, "Not allowed", message)
 

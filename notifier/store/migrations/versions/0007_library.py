@@ -1,5 +1,5 @@
-"""The template library (versions, approvals, the live set) and which library versions
-rendered each notification.
+"""The template library (versions, approvals, the live set), which library versions
+rendered each notification, and console sessions ended by signing out.
 
 Revision ID: 0007
 Revises: 0006
@@ -50,7 +50,20 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "revoked_sessions",
+        sa.Column("session_hash", sa.String(64), nullable=False),
+        sa.Column("person_id", sa.String(64), nullable=False),
+        sa.Column("revoked_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("session_hash", name="pk_revoked_sessions"),
+    )
+    op.create_index("ix_revoked_sessions_expires_at", "revoked_sessions", ["expires_at"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_revoked_sessions_expires_at", "revoked_sessions")
+    op.drop_table("revoked_sessions")
     op.drop_table("library_live")
     op.drop_table("library_versions")
     with op.batch_alter_table("notifications") as batch:
