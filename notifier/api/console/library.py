@@ -651,7 +651,7 @@ async def save_translations(
     if not edits:
         return secure_headers(RedirectResponse(f"{PREFIX}/translations/{locale}", status_code=303))
     try:
-        new_text = apply_edits(po_text, locale, edits, known={m.key for m in messages})
+        new_text = apply_edits(po_text, locale, edits, known=messages)
     except TranslationError as exc:
         return message_page(
             request, viewer, 422, "Not saved", str(exc), f"{PREFIX}/translations/{locale}"
