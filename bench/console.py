@@ -1,10 +1,11 @@
 """Console speed: the template preview and the incident list, measured on the server.
 
-Usage: python bench/console.py [--alerts 10000] [--runs 15]
+Usage: python bench/console.py [--alerts 10000] [--runs 15] [--postgres ADMIN_DSN]
 
 In one process (the app called in-process over ASGI, so the figures are server time without
-a network; the garbage collector tuned as the engine tunes it): a SQLite store seeded with
-the shipped template library and ``--alerts`` open alerts, a signed-in session, then
+a network; the garbage collector tuned as the engine tunes it): a SQLite store (or a fresh
+PostgreSQL database with ``--postgres``) seeded with the shipped template library and
+``--alerts`` open alerts, a signed-in session, then
 
 * **preview** and **lint**: ``POST /console/templates/<name>/preview`` (every shipped locale
   side by side) and ``POST /console/templates/<name>/lint`` (every status x channel x locale
@@ -24,15 +25,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 from seed import seed_open_alerts
 
 from notifier.api.app import create_app
@@ -60,11 +64,37 @@ async def _median_ms(runs: int, call: Callable[[], Awaitable[float | None]]) -> 
     return statistics.median(figures)
 
 
-async def main(alerts: int, runs: int) -> None:
+@contextlib.contextmanager
+def _store(postgres: str | None) -> Iterator[str]:
+    """A fresh store URL: a SQLite file, or a database created on the PostgreSQL server
+    ``postgres`` (an admin DSN) and dropped afterwards."""
+    if postgres is None:
+        workdir = Path(tempfile.mkdtemp(prefix="console-bench-"))
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    name = f"notifier_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(postgres)
+    try:
+        yield (
+            f"postgresql+psycopg://{info.get('user', 'postgres')}@"
+            f"{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{name}"
+        )
+    finally:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def main(alerts: int, runs: int, postgres: str | None) -> None:
     """Seed, sign in, measure, print."""
-    workdir = Path(tempfile.mkdtemp(prefix="console-bench-"))
+    with _store(postgres) as url:
+        await _measure(url, alerts, runs)
+
+
+async def _measure(url: str, alerts: int, runs: int) -> None:
     settings = Settings(
-        store=StoreSettings(url=f"sqlite:///{workdir / 'bench.db'}"),
+        store=StoreSettings(url=url),
         templates=TemplateSettings(
             directory=ROOT / "templates", locales_directory=ROOT / "locales"
         ),
@@ -183,7 +213,7 @@ async def main(alerts: int, runs: int) -> None:
         whole = await _median_ms(runs, page_request)
         query = await _median_ms(runs, query_only)
         size = len((await client.get("/console/incidents")).content)
-        print(f"\nincident list, {alerts:,} open alerts, ms, median of {runs}")
+        print(f"\nincident list, {alerts:,} open alerts ({db.dialect}), ms, median of {runs}")
         print(f"  server time (query + HTML) {server:8.1f}   (target < 300 ms)")
         print(f"  whole in-process request   {whole:8.1f}   page {size / 1e6:.1f} MB")
         print(f"  query alone (baseline)     {query:8.1f}   page/query {server / query:.1f}x")
@@ -200,5 +230,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alerts", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="measure on PostgreSQL instead of SQLite: an admin DSN that may create a "
+        "database (e.g. postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.alerts, args.runs))
+    asyncio.run(main(args.alerts, args.runs, args.postgres))
