@@ -319,7 +319,7 @@ class Engine:
             seed_library, self.db, t.directory, t.locales_directory, self.clock
         ):
             log.info("library.seeded", change=line)
-        await asyncio.to_thread(self.library.load)
+        await self.library.refresh()
 
     async def run(
         self, stop: asyncio.Event, *, ingest: bool = True, deliver: bool = True, api: bool = False

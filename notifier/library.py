@@ -105,18 +105,44 @@ class LibraryFollower:
         self._signature: tuple[tuple[str, str, int], ...] | None = None
         self._wake = asyncio.Event()
 
-    def load(self) -> bool:
-        """Load the live set if it changed since the last load (blocking); True if it did."""
-        with self._db.engine.connect() as conn:
+    def fetch(self) -> tuple[store.LiveSet, Catalogs] | None:
+        """Read the live set and compile its catalogs if it changed since the last apply
+        (blocking: run it in a thread); None when nothing changed or the library is empty."""
+        with self._db.reading() as conn:
             if store.live_signature(conn) == self._signature:
-                return False
+                return None
             live = store.live_set(conn)
         if not any(unit_of(path) != SHARED for path in live.sources):
-            return False  # an empty library (not seeded): keep rendering the files
-        catalogs = Catalogs.from_po_texts(live.po_texts, self._default_locale)
+            return None  # an empty library (not seeded): keep rendering the files
+        return live, Catalogs.from_po_texts(live.po_texts, self._default_locale)
+
+    def apply(self, fetched: tuple[store.LiveSet, Catalogs]) -> None:
+        """Make the renderer render what :meth:`fetch` read.
+
+        Call it in the thread that renders (the event loop): a render never awaits, so none
+        can see half of an old set and half of the new one, nor cache an old template in the
+        new set.
+        """
+        live, catalogs = fetched
         self._renderer.replace(live.sources, catalogs, live.versions)
         self._signature = live.signature
         log.info("library.loaded", versions=live.versions)
+
+    async def refresh(self) -> bool:
+        """Fetch in a thread, apply here; True if the live set changed."""
+        fetched = await asyncio.to_thread(self.fetch)
+        if fetched is None:
+            return False
+        self.apply(fetched)
+        return True
+
+    def load(self) -> bool:
+        """:meth:`fetch` and :meth:`apply` in one blocking call, for callers with no renders
+        running (tests, tools); True if the live set changed."""
+        fetched = self.fetch()
+        if fetched is None:
+            return False
+        self.apply(fetched)
         return True
 
     def changed(self) -> None:
@@ -139,7 +165,7 @@ class LibraryFollower:
             if stop.is_set():
                 return
             try:
-                await asyncio.to_thread(self.load)
+                await self.refresh()
             except Exception:
                 # A broken catalog or a store hiccup must not stop delivery: the renderer
                 # keeps the set it has, and the next check tries again.

@@ -182,8 +182,9 @@ class Renderer:
     ) -> None:
         """Render ``sources`` with ``catalogs`` from now on (a newly approved library set).
 
-        Renders already running finish with the set they started with: nothing here awaits,
-        and every cache is swapped in one step.
+        Call it from the thread that renders (the engine's event loop): a render runs to its
+        end without yielding, so none sees part of the old set and part of the new one, or
+        caches an old template among the new set's.
         """
         loader = _LibraryLoader(dict(sources))
         self._loader, self._env = loader, environment(loader)
