@@ -8,7 +8,15 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from notifier.api.console import audit, incidents, library, signin, silences
+from notifier.api.console import (
+    audit,
+    incidents,
+    signin,
+    silences,
+    templates,
+    translations,
+    versions,
+)
 from notifier.api.console.auth import Sessions
 from notifier.api.console.web import PREFIX, install
 from notifier.api.deps import ApiContext
@@ -32,7 +40,7 @@ def add_console(app: FastAPI, ctx: ApiContext) -> None:
             revoked,
         ),
     )
-    for module in (signin, incidents, library, silences, audit):
+    for module in (signin, incidents, templates, versions, translations, silences, audit):
         app.include_router(module.router)
     app.mount(
         f"{PREFIX}/static",
