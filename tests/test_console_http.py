@@ -37,6 +37,7 @@ TEMPLATES = ROOT / "templates"
 LOCALES = ROOT / "locales"
 T0 = datetime(2026, 11, 20, 8, 15, tzinfo=UTC)
 TEXT = "alert/email.text.j2"
+SUBJECT = "alert/email.subject.j2"
 
 EDITOR = "erika.editor"
 APPROVER = "anna.approver"
@@ -416,6 +417,45 @@ async def test_preview_renders_german_and_lints(console: Console) -> None:
     # Neither is saved.
     assert console.live("alert").id == base.id
     assert len(console.audit("template.")) == len(console.audit("template.seed"))
+
+
+async def test_slack_can_be_given_its_own_words(console: Console) -> None:
+    """Slack says what the email says until the editor gives it parts of its own (a draft
+    starting from the email's); then the Slack preview renders those, the email's unchanged."""
+    editor = await console.signed_in(EDITOR)
+    base = console.live("alert")
+    page = await editor.get("/console/templates/alert/edit")
+    assert "Give slack its own subject and text" in page.text
+    added = await editor.post(
+        "/console/templates/alert/parts", {"base": str(base.id), "channel": "slack"}
+    )
+    location = _location(added)
+    draft_id = int(location.rsplit("from=", 1)[1])
+    draft = console.version(draft_id)
+    assert draft.state == "draft" and draft.author == EDITOR
+    slack_subject = "alert/slack.subject.j2"
+    assert draft.files[slack_subject] == base.files[SUBJECT]
+    assert console.live("alert").id == base.id  # nothing live changed
+    opened = await editor.get(location)
+    assert f'name="file:{slack_subject}"' in opened.text
+    assert "Give slack its own" not in opened.text and "Give webhook its own" in opened.text
+    form = {
+        "base": str(draft_id),
+        "status": "firing",
+        f"file:{slack_subject}": "Slack: {{ alert.summary }}\n",
+    }
+    slack = _previews(
+        (await editor.post("/console/templates/alert/preview", form | {"channel": "slack"})).text
+    )
+    email = _previews(
+        (await editor.post("/console/templates/alert/preview", form | {"channel": "email"})).text
+    )
+    assert "Slack: Finality lag above 4 epochs on mainnet" in slack["de"]
+    assert "Slack:" not in email["de"] and "[Kritisch]" in email["de"]
+    again = await editor.post(
+        "/console/templates/alert/parts", {"base": str(draft_id), "channel": "slack"}
+    )
+    assert again.status_code == 409
 
 
 def _previews(fragment: str) -> dict[str, str]:

@@ -114,7 +114,16 @@ async def edit_template(
         statuses=statuses_of(name) if name != SHARED else (),
         locales=locales(live),
         own_draft=base.state == "draft" and base.author == viewer.person.id,
+        addable=[c for c in _OWN_PARTS_FOR if name != SHARED and not _has_parts(base, c)],
     )
+
+
+# Channels that say what the email says until a template gives them parts of their own.
+_OWN_PARTS_FOR = ("slack", "webhook")
+
+
+def _has_parts(version: store.Version, channel: str) -> bool:
+    return f"{version.name}/{channel}.subject.j2" in version.files
 
 
 def _file_order(path: str) -> tuple[str, int]:
@@ -244,3 +253,41 @@ async def save_template(
             request, viewer, 409, "Not saved", str(exc), f"{PREFIX}/templates/{name}"
         )
     return secure_headers(RedirectResponse(f"{PREFIX}/versions/{draft.id}", status_code=303))
+
+
+@router.post("/templates/{name}/parts")
+async def add_channel_parts(
+    request: Request, name: str, ctx: Ctx, viewer: SignedIn, form: Form
+) -> Response:
+    """Give a channel (Slack, webhooks) its own subject and text, starting from the email's:
+    saved as a draft, opened in the editor."""
+    require(viewer, Capability.EDIT_TEMPLATES, "edit templates")
+    base = await _base(ctx, name, form)
+    channel = str(form.get("channel") or "")
+    if base is None or name == SHARED or channel not in _OWN_PARTS_FOR:
+        return not_found(request, viewer, "such template or channel")
+    if _has_parts(base, channel):
+        return message_page(
+            request,
+            viewer,
+            409,
+            "Already there",
+            f"{name} already has {channel} parts.",
+            f"{PREFIX}/templates/{name}/edit?from={base.id}",
+        )
+    files = dict(base.files)
+    for part in ("subject", "text"):
+        files[f"{name}/{channel}.{part}.j2"] = base.files[f"{name}/email.{part}.j2"]
+    draft: store.Version = await write(
+        ctx,
+        store.save_draft,
+        "template",
+        name,
+        files,
+        author=viewer.person.id,
+        now=ctx.clock.now(),
+        draft_id=base.id,
+    )
+    return secure_headers(
+        RedirectResponse(f"{PREFIX}/templates/{name}/edit?from={draft.id}", status_code=303)
+    )
