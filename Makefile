@@ -4,18 +4,26 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install browser demo test unit lint format bench clean
+.PHONY: help install lock browser demo test unit lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create the virtualenv and install notifier with its dev tools
+install: $(STAMP) ## Create the virtualenv and install notifier with its dev tools (pinned: constraints.txt)
+
+lock: ## Refresh constraints.txt: newest releases pyproject.toml allows, in a scratch virtualenv
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-lock
+	@echo "constraints.txt refreshed: run 'make test' before committing it"
 
 browser: ## Debian's Chromium for the console's browser tests (Playwright drives it; no download)
 	command -v chromium >/dev/null || (apt-get update -qq && \
@@ -50,4 +58,4 @@ bench: install ## The benchmarks (README, "Performance"): pipeline, timers, deli
 	$(BIN)/python bench/console.py
 
 clean: ## Remove the virtualenv and local state
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock var .pytest_cache .mypy_cache .ruff_cache

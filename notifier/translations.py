@@ -13,6 +13,7 @@ and catalog text that ``notifier templates extract|update`` produce.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ MessageKey: TypeAlias = tuple[str, str | None]
 
 # The width `notifier templates extract|update` write with, so an edit changes only its lines.
 _PO_WIDTH = 100
+# The header line naming the Babel that wrote a catalog (write_po always writes its own version).
+_GENERATED_BY = re.compile(r'^"Generated-By: [^"\n]*"$', re.MULTILINE)
 # Jinja's Babel extractor, named as `notifier templates extract` names it (Babel's types for a
 # method given as a function do not match Jinja's, though the calls do).
 _EXTRACT_METHOD = "jinja2.ext:babel_extract"
@@ -242,7 +245,19 @@ def apply_edits(
         )
     buffer = BytesIO()
     write_po(buffer, catalog, width=_PO_WIDTH)
-    return buffer.getvalue().decode(catalog.charset)
+    return _keep_generated_by(buffer.getvalue().decode(catalog.charset), po_text)
+
+
+def _keep_generated_by(written: str, original: str) -> str:
+    """``written`` with the original catalog's ``Generated-By`` header line.
+
+    Babel writes its own version there; an edit in the console must not turn into a header
+    change whenever the installed Babel differs from the one that last wrote the file.
+    """
+    kept = _GENERATED_BY.search(original)
+    if kept is None:
+        return written
+    return _GENERATED_BY.sub(lambda _: kept.group(0), written, count=1)
 
 
 # ---------------------------------------------------------------------------------------------
