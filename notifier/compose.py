@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from notifier.details import decode
+from notifier.directory import ChannelKind
 from notifier.events import ALERT_TYPE, AlertData, CloudEvent, PolicyData
 from notifier.intents import split_kind
-from notifier.message import OutgoingMessage
+from notifier.message import OutgoingMessage, RenderedMessage
 from notifier.routing import Clearance
 from notifier.store.outbox import PendingNotification
 from notifier.templating import Renderer
@@ -131,19 +132,88 @@ def compose(
     rendered = renderer.render(
         n.template, n.channel, locale=n.locale, timezone=n.timezone, context=context
     )
-    alert = context.get("alert") or {}
-    policy = context.get("policy") or {}
-    return OutgoingMessage(
+    return outgoing(
+        renderer,
+        rendered,
+        context,
+        channel=n.channel,
+        locale=n.locale,
         notification_id=n.id,
         recipient_name=n.recipient_name,
         address=n.address,
-        rendered=rendered,
         alert_id=n.alert_id,
         occurrence=n.occurrence,
+        thread=thread,
+        mention=mention,
+    )
+
+
+def outgoing(
+    renderer: Renderer,
+    rendered: RenderedMessage,
+    context: Mapping[str, Any],
+    *,
+    channel: str,
+    locale: str,
+    notification_id: str,
+    recipient_name: str,
+    address: str,
+    alert_id: str,
+    occurrence: int,
+    thread: str | None = None,
+    mention: str | None = None,
+) -> OutgoingMessage:
+    """The message a channel sends: ``rendered`` from ``context`` (a render context), with
+    what channels that show more than text read from it (status, severity, runbook, links,
+    and for Slack its framing words in the reader's language)."""
+    alert = context.get("alert") or {}
+    policy = context.get("policy") or {}
+    labels = (
+        slack_labels(renderer, locale, status=context["status"], alert=alert, policy=policy)
+        if channel == ChannelKind.SLACK
+        else {}
+    )
+    return OutgoingMessage(
+        notification_id=notification_id,
+        recipient_name=recipient_name,
+        address=address,
+        rendered=rendered,
+        alert_id=alert_id,
+        occurrence=occurrence,
         status=context["status"],
         severity=alert.get("severity") or policy.get("risk"),
         runbook_url=alert.get("runbook_url"),
         links=context["links"],
         thread=thread,
         mention=mention,
+        labels=labels,
     )
+
+
+def slack_labels(
+    renderer: Renderer,
+    locale: str,
+    *,
+    status: str,
+    alert: Mapping[str, Any],
+    policy: Mapping[str, Any],
+) -> dict[str, str]:
+    """The words a Slack message is framed with, from the approved ``labels.j2``.
+
+    Keys (what :mod:`notifier.slack_blocks` reads): ``severity`` (the heading: "Severity", or
+    "Risk" for a policy change) and ``severity_value``, ``status`` and ``status_value``,
+    ``acknowledge``, ``resolve``, ``runbook`` (button texts).
+    """
+    # A policy change has a risk where an alert has a severity (labels.j2 names both).
+    scale = "severity" if alert else "risk"
+    level = str(alert.get("severity") or policy.get("risk") or "")
+    wanted = {
+        "severity": ("slack", scale, scale.capitalize()),
+        "severity_value": (scale, level, level),
+        "status": ("slack", "status", "Status"),
+        "status_value": ("status", status, status),
+        "acknowledge": ("slack", "acknowledge", "Acknowledge"),
+        "resolve": ("slack", "resolve", "Resolve"),
+        "runbook": ("slack", "runbook", "Runbook"),
+    }
+    return renderer.labels(locale, wanted)

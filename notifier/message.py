@@ -35,7 +35,10 @@ class OutgoingMessage:
     ``links`` the signed links made for this reader (``acknowledge``, ``confirm``),
     ``thread`` the provider id of the first message about this alert occurrence at this
     address (Slack threads replies under it and updates it), ``mention`` the Slack user id
-    of the person the message is about (who acknowledged), if known.
+    of the person the message is about (who acknowledged), if known. ``labels`` are the
+    framing words a channel lays out around the text, in the reader's language (Slack:
+    ``severity``/``status`` headings and values, button texts; see
+    :func:`notifier.compose.slack_labels`); a missing one is shown in English.
     """
 
     notification_id: str
@@ -50,3 +53,4 @@ class OutgoingMessage:
     links: Mapping[str, str] = field(default_factory=dict)
     thread: str | None = None
     mention: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)

@@ -28,9 +28,11 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
+from notifier import slack_blocks
 from notifier.alertmanager import alertmanager_events
-from notifier.compose import event_context
+from notifier.compose import event_context, outgoing
 from notifier.decoding import decode_record
+from notifier.directory import ChannelKind
 from notifier.errors import ConfigError, RejectedInput, TemplateError
 from notifier.events import ALERT_TYPE, AlertData, PolicyData
 from notifier.i18n import Catalogs
@@ -150,7 +152,8 @@ class Preview:
 
     ``language`` is the catalog used (``de`` for ``de_CH``; the default language when the
     locale has none). ``error`` is the TemplateError's message (template, part, locale, file
-    and line), with ``subject`` and ``text`` empty and ``html`` None.
+    and line), with ``subject`` and ``text`` empty and ``html`` None. ``blocks`` is the Slack
+    Block Kit layout the reader would get (Slack previews only; its words in their language).
     """
 
     locale: str
@@ -161,6 +164,7 @@ class Preview:
     html: str | None
     error: str | None
     elapsed_ms: float
+    blocks: list[dict[str, Any]] | None = None
 
 
 def load_samples(directory: Path) -> list[Sample]:
@@ -301,6 +305,22 @@ def preview(
         rendered = renderer.render(
             template, channel, locale=locale, timezone=timezone, context=context
         )
+        layout = None
+        if channel == ChannelKind.SLACK:
+            layout = slack_blocks.blocks(
+                outgoing(
+                    renderer,
+                    rendered,
+                    context,
+                    channel=channel,
+                    locale=locale,
+                    notification_id="preview",
+                    recipient_name=RECIPIENT,
+                    address="",
+                    alert_id=_alert_id(sample),
+                    occurrence=1,
+                )
+            )
     except (TemplateError, ConfigError, ValueError) as exc:
         elapsed = (time.perf_counter() - start) * 1000
         return Preview(locale, language, chosen, "", "", None, str(exc), elapsed)
@@ -314,6 +334,7 @@ def preview(
         rendered.html,
         None,
         elapsed,
+        layout,
     )
 
 

@@ -4,11 +4,14 @@ Templates never emit Slack's wire JSON: they render a subject and a text like fo
 channel, and this module lays them out as blocks (pure functions, no I/O):
 
 * a ``header`` with the subject (plain text, cut to Slack's 150 characters);
-* a ``context`` with the severity and the status;
+* a ``context`` with the severity (a policy change's risk) and the status;
 * ``section`` blocks with the text, escaped for mrkdwn and split at Slack's 3000 characters;
 * a ``context`` mentioning the person the message is about (who acknowledged), if known;
 * an ``actions`` block: Acknowledge and Resolve buttons while the alert is open (only Resolve
   once acknowledged), and a Runbook link button for an http(s) runbook URL.
+
+The framing words (headings, statuses, button texts) are the message's ``labels``, translated
+from the approved ``labels.j2`` for the reader (English when one is missing).
 
 Event data reaches Slack only escaped (``&``, ``<``, ``>``) and in ``verbatim`` text objects, so
 an event can never form ``<!channel>``, ``<@U…>`` mentions or ``<url|label>`` links; the only
@@ -50,6 +53,16 @@ MAX_CONTEXT_VALUE_CHARS = 200
 MAX_FALLBACK_CHARS = 3000
 MAX_BUTTON_VALUE_CHARS = 2000
 MAX_BUTTON_URL_CHARS = 3000
+MAX_BUTTON_TEXT_CHARS = 75
+
+# The framing words when a message carries no translation of them.
+_ENGLISH = {
+    "severity": "Severity",
+    "status": "Status",
+    "acknowledge": "Acknowledge",
+    "resolve": "Resolve",
+    "runbook": "Runbook",
+}
 
 _ELLIPSIS = "…"
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
@@ -129,9 +142,11 @@ def _header(message: OutgoingMessage) -> Block | None:
 def _facts(message: OutgoingMessage) -> Block | None:
     elements = []
     if message.severity:
-        elements.append(_mrkdwn(f"*Severity:* {_value(message.severity)}"))
+        heading, value = _value(_word(message, "severity")), _word(message, "severity_value")
+        elements.append(_mrkdwn(f"*{heading}:* {_value(value)}"))
     if message.status:
-        elements.append(_mrkdwn(f"*Status:* {_value(message.status)}"))
+        heading, value = _value(_word(message, "status")), _word(message, "status_value")
+        elements.append(_mrkdwn(f"*{heading}:* {_value(value)}"))
     return {"type": "context", "elements": elements} if elements else None
 
 
@@ -154,11 +169,14 @@ def _actions(message: OutgoingMessage) -> Block | None:
     buttons: list[Block] = []
     value = action_value(message)
     if value is not None and message.status in _OPEN:
-        buttons.append(_button("Acknowledge", ACKNOWLEDGE_ACTION, value=value, style="primary"))
+        label = _button_text(message, "acknowledge")
+        buttons.append(_button(label, ACKNOWLEDGE_ACTION, value=value, style="primary"))
     if value is not None and (message.status in _OPEN or message.status == _ACKNOWLEDGED):
-        buttons.append(_button("Resolve", RESOLVE_ACTION, value=value))
+        label = _button_text(message, "resolve")
+        buttons.append(_button(label, RESOLVE_ACTION, value=value))
     if message.runbook_url is not None and _is_web_url(message.runbook_url):
-        buttons.append(_button("Runbook", RUNBOOK_ACTION, url=message.runbook_url))
+        label = _button_text(message, "runbook")
+        buttons.append(_button(label, RUNBOOK_ACTION, url=message.runbook_url))
     return {"type": "actions", "elements": buttons} if buttons else None
 
 
@@ -182,6 +200,19 @@ def _button(
     if style is not None:
         button["style"] = style
     return button
+
+
+def _word(message: OutgoingMessage, key: str) -> str:
+    """The framing word ``key`` in the reader's language (``labels``), else in English."""
+    text = message.labels.get(key) or _ENGLISH.get(key)
+    if text is None:  # a value: the status or severity as the event gave it
+        text = message.status if key == "status_value" else message.severity or ""
+    return text
+
+
+def _button_text(message: OutgoingMessage, key: str) -> str:
+    # plain_text: shown as written, so not escaped; Slack allows 75 characters.
+    return _cut(_one_line(_word(message, key)), MAX_BUTTON_TEXT_CHARS)
 
 
 def _mrkdwn(text: str) -> Block:

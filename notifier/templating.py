@@ -102,6 +102,7 @@ from jinja2 import (
 )
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.bccache import Bucket
+from jinja2.environment import TemplateModule
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -135,6 +136,7 @@ class _Bundle:
 
 FALLBACK_CHANNEL = "email"
 SHARED = "shared"  # the library unit holding the top-level macro files (labels.j2)
+LABELS = "labels.j2"  # the shared macros that translate fixed words (see Renderer.labels)
 
 
 def unit_of(path: str) -> str:
@@ -174,6 +176,8 @@ class Renderer:
         self._env = environment(self._loader)
         self._bundles: dict[tuple[str, str], _Bundle] = {}
         self._translators: dict[str, Translators] = {}
+        self._labels: dict[tuple[str, str, str], str | None] = {}
+        self._label_modules: dict[str, TemplateModule] = {}
         if sources is not None:
             self.replace(sources, catalogs, versions or {})
 
@@ -190,6 +194,7 @@ class Renderer:
         self._loader, self._env = loader, environment(loader)
         self._catalogs, self._versions = catalogs, dict(versions)
         self._bundles, self._translators = {}, {}
+        self._labels, self._label_modules = {}, {}
 
     @property
     def catalogs(self) -> Catalogs:
@@ -242,6 +247,38 @@ class Renderer:
             template_hash=bundle.digest,
             template_version=bundle.version,
         )
+
+    def labels(self, locale: str, wanted: Mapping[str, tuple[str, str, str]]) -> dict[str, str]:
+        """Translate fixed words with the macros of the approved ``labels.j2``.
+
+        ``wanted`` maps a key to ``(macro, value, default)``: the result holds
+        ``labels.<macro>(value)`` rendered in the reader's language, or ``default`` when the
+        approved labels have no such macro (a library approved before it existed) or it fails.
+        Words do not depend on the event, so each is rendered once per language.
+        """
+        translations, language = self._catalogs.resolve(locale)
+        out: dict[str, str] = {}
+        for key, (macro, value, default) in wanted.items():
+            cached = (language, macro, value)
+            if cached not in self._labels:
+                self._labels[cached] = self._label(language, translations, macro, value)
+            out[key] = self._labels[cached] or default
+        return out
+
+    def _label(
+        self, language: str, translations: gettext.NullTranslations, macro: str, value: str
+    ) -> str | None:
+        try:
+            module = self._label_modules.get(language)
+            if module is None:
+                variables = {**self._translators_for(language, translations), "language": language}
+                module = self._env.get_template(LABELS).make_module(variables)
+                self._label_modules[language] = module
+            call = getattr(module, macro, None)
+            word = " ".join(str(call(value)).split()) if callable(call) else ""
+        except (JinjaTemplateError, *_DATA_ERRORS):
+            return None
+        return word or None
 
     def template_hash(self, template: str, channel: str) -> str:
         """Return the sha256 (hex) of the sources of every part of ``template`` for ``channel``.

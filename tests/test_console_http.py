@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from notifier import library
 from notifier.api.app import create_app
 from notifier.api.console.auth import LOGIN_COOKIE, SESSION_COOKIE, hash_password
+from notifier.api.console.web import mrkdwn
 from notifier.directory import Directory, Person
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
@@ -386,6 +387,34 @@ async def test_a_viewer_cannot_edit_or_approve(console: Console) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The template editor
+
+
+def test_mrkdwn_is_shown_bold_and_never_as_markup() -> None:
+    """Slack's escaped text is read back and escaped again for the page: an event's
+    <script> shows as text; *bold* (written by the layout) is bold."""
+    shown = mrkdwn("*Status:* &lt;script&gt;alert(1)&lt;/script&gt; &amp; *<b>x</b>*")
+    assert shown == (
+        "<strong>Status:</strong> &lt;script&gt;alert(1)&lt;/script&gt; &amp; "
+        "<strong>&lt;b&gt;x&lt;/b&gt;</strong>"
+    )
+
+
+async def test_slack_preview_shows_the_message_as_slack_lays_it_out(console: Console) -> None:
+    """The Slack preview shows the header, the context line and the buttons, in each
+    locale's words; event text stays escaped on the page."""
+    editor = await console.signed_in(EDITOR)
+    base = console.live("alert")
+    response = await editor.post(
+        "/console/templates/alert/preview",
+        {"base": str(base.id), "sample": "alert-firing", "channel": "slack", "status": "firing"},
+    )
+    assert response.status_code == 200
+    sections = _previews(response.text)
+    assert '<span class="slack-button primary">Quittieren</span>' in sections["de"]
+    assert "<strong>Schweregrad:</strong> Kritisch" in sections["de"]
+    assert '<span class="slack-button primary">Reconocer</span>' in sections["es"]
+    assert '<span class="slack-button primary">Acknowledge</span>' in sections["en"]
+    assert "<iframe" not in sections["en"]
 
 
 async def test_preview_renders_german_and_lints(console: Console) -> None:

@@ -161,6 +161,30 @@ def test_a_runtime_error_in_a_draft_names_its_file_and_line() -> None:
     assert "undefined variable in alert/email.subject.j2 line 3" in shown.error
 
 
+def test_a_slack_preview_carries_the_block_kit_layout_in_the_readers_language() -> None:
+    """Comms staff see a Slack message as its reader will: the header, the context line and
+    the buttons in that reader's language; an email preview has no blocks."""
+    draft = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
+    shown = preview(
+        draft, template="alert", channel="slack", locale="de_CH", sample=sample("alert-firing")
+    )
+    assert shown.error is None and shown.blocks is not None
+    assert shown.blocks[0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": shown.subject, "emoji": True},
+    }
+    context = [e["text"] for b in shown.blocks if b["type"] == "context" for e in b["elements"]]
+    assert context[:2] == ["*Schweregrad:* Kritisch", "*Status:* Aktiv"]
+    buttons = [
+        e["text"]["text"] for b in shown.blocks if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert buttons == ["Quittieren", "Beheben", "Runbook"]
+    email = preview(
+        draft, template="alert", channel="email", locale="de_CH", sample=sample("alert-firing")
+    )
+    assert email.blocks is None
+
+
 def test_the_draft_renderer_is_compiled_once_per_content() -> None:
     first = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
     assert library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS) is first

@@ -50,6 +50,7 @@ def alert(
     thread: str | None = None,
     mention: str | None = None,
     notification_id: str = "ntf-0001",
+    labels: dict[str, str] | None = None,
 ) -> OutgoingMessage:
     return OutgoingMessage(
         notification_id=notification_id,
@@ -65,6 +66,7 @@ def alert(
         runbook_url=runbook_url,
         thread=thread,
         mention=mention,
+        labels=labels or {},
     )
 
 
@@ -176,6 +178,35 @@ async def test_firing_alert_posts_exact_blocks(channel: SlackChannel, slack: Sla
             ],
         },
     ]
+
+
+def button_texts(layout: list[dict[str, Any]]) -> list[str]:
+    return [e["text"]["text"] for b in layout if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_framing_words_come_from_the_labels() -> None:
+    """Headings, values and button texts are the message's labels (the reader's language):
+    mrkdwn ones escaped, button texts (plain text) as written but cut to Slack's 75."""
+    labels = {
+        "severity": "Schweregrad",
+        "severity_value": "Kritisch",
+        "status": "Status",
+        "status_value": "Aktiv <&>",
+        "acknowledge": "Quittieren & übernehmen",
+        "resolve": "Beheben",
+        "runbook": "R" * 80,
+    }
+    layout = blocks(alert(labels=labels))
+    assert mrkdwn_texts(layout)[:2] == ["*Schweregrad:* Kritisch", "*Status:* Aktiv &lt;&amp;&gt;"]
+    assert button_texts(layout) == ["Quittieren & übernehmen", "Beheben", "R" * 74 + "…"]
+
+
+def test_missing_labels_fall_back_to_english_and_the_raw_values() -> None:
+    """A message without labels (or with some missing) still reads: English headings and
+    buttons, the status and severity as the event gave them."""
+    layout = blocks(alert(status="escalated", labels={"resolve": "Beheben"}))
+    assert mrkdwn_texts(layout)[:2] == ["*Severity:* critical", "*Status:* escalated"]
+    assert button_texts(layout) == ["Acknowledge", "Beheben", "Runbook"]
 
 
 def test_escape_neutralises_slack_control_sequences() -> None:

@@ -43,6 +43,14 @@ async def slack() -> AsyncIterator[SlackStandIn]:
         yield standin
 
 
+# The page's buttons in each reader's language (the approved labels.j2 and catalogs).
+BUTTONS = {
+    "en": ["Acknowledge", "Resolve"],
+    "de": ["Quittieren", "Beheben"],
+    "es": ["Reconocer", "Resolver"],
+}
+
+
 def _buttons(blocks: list[dict[str, Any]] | None) -> list[str]:
     found = []
     for block in blocks or []:
@@ -51,13 +59,17 @@ def _buttons(blocks: list[dict[str, Any]] | None) -> list[str]:
     return found
 
 
+def _channels(calls: list[Any]) -> list[str]:
+    return [str(c.channel) for c in calls]
+
+
 async def test_page_then_acknowledgment_and_resolve_in_the_thread(
     db: Database, slack: SlackStandIn, smtp_settings: SmtpSettings, mailcatcher: MailCatcher
 ) -> None:
-    """People with a Slack id get the page as a direct message with Acknowledge and Resolve;
-    the others get email. Mei acknowledges: everyone else paged in Slack gets a reply in
-    their page's thread mentioning her, and the page loses its Acknowledge button; the
-    resolve replies again and leaves no buttons."""
+    """People with a Slack id get the page as a direct message with Acknowledge and Resolve
+    (in their own language); the others get email. Mei acknowledges: everyone else paged in
+    Slack gets a reply in their page's thread mentioning her, and the page loses its
+    Acknowledge button; the resolve replies again and leaves no buttons."""
     clock = FakeClock(T0)
     directory = Directory.load(
         ROOT / "config" / "directory.yaml", [ChannelKind.EMAIL, ChannelKind.SLACK]
@@ -104,7 +116,15 @@ async def test_page_then_acknowledgment_and_resolve_in_the_thread(
         pages = [c for c in slack.calls if c.method == "chat.postMessage"]
         assert len(pages) == len({c.channel for c in pages}) == len(SLACK_PEOPLE)
         assert all(str(c.channel).startswith("U") for c in pages)  # direct messages
-        assert all(_buttons(c.blocks) == ["Acknowledge", "Resolve"] for c in pages)
+        for page_call in pages:
+            person = directory.by_slack_id(str(page_call.channel))
+            assert person is not None
+            assert _buttons(page_call.blocks) == BUTTONS[person.locale[:2]], person.id
+        assert {p.locale[:2] for p in map(directory.by_slack_id, _channels(pages)) if p} == {
+            "en",
+            "de",
+            "es",
+        }
         # Critical mainnet pages fan out: Slack people get an email too; Ana and Helga only that.
         assert len(await mailcatcher.wait_for(7)) == 7
 
@@ -117,7 +137,10 @@ async def test_page_then_acknowledgment_and_resolve_in_the_thread(
         for reply in replies:
             [page] = [m for m in slack.messages(str(reply.channel)) if m.ts == reply.thread_ts]
             assert page.updates == 1
-            assert _buttons(page.blocks) == ["Resolve"]
+            # A direct message's conversation is "D" + the user id.
+            person = directory.by_slack_id(str(reply.channel).removeprefix("D"))
+            assert person is not None
+            assert _buttons(page.blocks) == BUTTONS[person.locale[:2]][1:]
 
         clock.advance(600)
         act(Verb.RESOLVE)

@@ -428,3 +428,46 @@ def test_html_part_is_optional(templates: Path) -> None:
     )
     assert (message.subject, message.html, message.language) == ("Gravedad", None, "es")
     assert renderer.parts("probe") == {"chat": ["subject", "text"]}
+
+
+SLACK_WORDS = {
+    "severity": ("slack", "severity", "Severity"),
+    "severity_value": ("severity", "critical", "critical"),
+    "status_value": ("status", "ack-reminder", "ack-reminder"),
+    "acknowledge": ("slack", "acknowledge", "Acknowledge"),
+}
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en", ["Severity", "Critical", "Awaiting acknowledgment", "Acknowledge"]),
+        ("de_CH", ["Schweregrad", "Kritisch", "Wartet auf Quittierung", "Quittieren"]),
+        ("es_MX", ["Gravedad", "Crítica", "Pendiente de reconocer", "Reconocer"]),
+    ],
+)
+def test_labels_translate_fixed_words_with_the_shared_macros(
+    renderer: Renderer, locale: str, expected: list[str]
+) -> None:
+    """labels() renders labels.j2's macros in the reader's language (Slack's framing words)."""
+    assert list(renderer.labels(locale, SLACK_WORDS).values()) == expected
+
+
+def test_labels_fall_back_to_the_default_when_the_macro_is_missing_or_fails(
+    templates: Path,
+) -> None:
+    """Labels approved before a macro existed (or one that fails) give the caller's default,
+    never an error: a message must not be lost over a button text."""
+    source = (templates / "labels.j2").read_text()
+    cut = source.index("{% macro slack")
+    broken = "{% macro status(value) %}{{ value.no.such }}{% endmacro %}"
+    (templates / "labels.j2").write_text(
+        source[:cut].replace("{% macro status", "{% macro old_status") + broken
+    )
+    words = make_renderer(templates).labels("de", SLACK_WORDS)
+    assert words == {
+        "severity": "Severity",
+        "severity_value": "Kritisch",
+        "status_value": "ack-reminder",
+        "acknowledge": "Acknowledge",
+    }

@@ -4,6 +4,7 @@ CSRF-checked forms."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
 from notifier.api.console.auth import SESSION_COOKIE, Sessions, Viewer, csrf_ok
@@ -57,6 +59,23 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+_BOLD = re.compile(r"\*([^*\n]+)\*")
+
+
+def mrkdwn(text: str) -> Markup:
+    """Slack mrkdwn shown as Slack shows it: its entities read back and ``*bold*`` bold;
+    everything else escaped for the page."""
+    plain = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    parts: list[Markup] = []
+    at = 0
+    for match in _BOLD.finditer(plain):
+        parts.append(escape(plain[at : match.start()]))
+        parts.append(Markup("<strong>%s</strong>") % match.group(1))
+        at = match.end()
+    parts.append(escape(plain[at:]))
+    return Markup("").join(parts)
+
+
 _env = Environment(
     loader=PackageLoader("notifier.api.console", "pages"),
     autoescape=select_autoescape(["html"]),
@@ -67,6 +86,7 @@ _env = Environment(
 _env.filters["since"] = since
 _env.filters["when"] = _when
 _env.filters["since_until"] = until
+_env.filters["mrkdwn"] = mrkdwn
 _env.globals["Capability"] = Capability
 _env.globals["PREFIX"] = PREFIX
 
