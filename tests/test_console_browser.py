@@ -310,3 +310,37 @@ async def test_screenshots_at_desktop_and_phone_size(
     await nora.goto(draft_url)
     await nora.get_by_role("button", name="Discard").click()
     await nora.wait_for_url("**/console/templates/alert")
+
+
+async def test_slack_gets_its_own_words_keeping_unsaved_edits(
+    console: Console, signed_in: SignedIn, tmp_path: Path
+) -> None:
+    """The editor types, then gives Slack its own subject and text: nothing typed is lost,
+    the Slack preview shows Slack's layout in German (on a phone too), and Slack can be made
+    to say what the email says again."""
+    nora = await signed_in(EDITOR, viewport=PHONE, mobile=True)
+    await open_editor(nora, console, "policy-change")
+    subject = nora.locator('textarea[name="file:policy-change/email.subject.j2"]')
+    await subject.fill("[TYPED] " + await subject.input_value())
+    await nora.get_by_role("button", name="Give slack its own subject and text").click()
+    await nora.wait_for_url(re.compile(r"/console/templates/policy-change/edit\?from=\d+$"))
+    slack_subject = nora.locator('textarea[name="file:policy-change/slack.subject.j2"]')
+    await expect(slack_subject).to_have_value(re.compile(r"^\[TYPED\] "))
+    await expect(subject).to_have_value(re.compile(r"^\[TYPED\] "))
+
+    await slack_subject.fill("[SLACK] " + await slack_subject.input_value())
+    await nora.locator("select[name=channel]").select_option("slack")
+    german = nora.locator("#preview section.preview[data-locale=de] .slack")
+    await expect(german.locator(".slack-header")).to_contain_text("[SLACK] [TYPED]")
+    await expect(german.locator(".slack-context")).to_contain_text("Risiko:")
+    await german.scroll_into_view_if_needed()
+    await _shoot(nora, tmp_path / "slack-preview-phone.png", ["#save"])
+
+    await nora.get_by_role("button", name="Let slack say what the email says").click()
+    await nora.wait_for_url(re.compile(r"/console/templates/policy-change/edit\?from=\d+$"))
+    await expect(slack_subject).to_have_count(0)
+    await expect(subject).to_have_value(re.compile(r"^\[TYPED\] "))
+    await nora.locator("#save").click()
+    await nora.wait_for_url(re.compile(r"/console/versions/\d+$"))
+    await nora.get_by_role("button", name="Discard").click()
+    await nora.wait_for_url("**/console/templates/policy-change")

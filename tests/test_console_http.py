@@ -450,20 +450,25 @@ async def test_preview_renders_german_and_lints(console: Console) -> None:
 
 async def test_slack_can_be_given_its_own_words(console: Console) -> None:
     """Slack says what the email says until the editor gives it parts of its own (a draft
-    starting from the email's); then the Slack preview renders those, the email's unchanged."""
+    starting from the email's as edited, unsaved edits kept); then the Slack preview renders
+    those, the email's unchanged; "say what the email says" removes them again."""
     editor = await console.signed_in(EDITOR)
     base = console.live("alert")
     page = await editor.get("/console/templates/alert/edit")
     assert "Give slack its own subject and text" in page.text
+    assert "Let slack say what the email says" not in page.text
+    unsaved = "[Edited] {{ alert.summary }}\n"
     added = await editor.post(
-        "/console/templates/alert/parts", {"base": str(base.id), "channel": "slack"}
+        "/console/templates/alert/parts",
+        {"base": str(base.id), "add": "slack", f"file:{SUBJECT}": unsaved, "note": "why"},
     )
     location = _location(added)
     draft_id = int(location.rsplit("from=", 1)[1])
     draft = console.version(draft_id)
-    assert draft.state == "draft" and draft.author == EDITOR
+    assert draft.state == "draft" and draft.author == EDITOR and draft.note == "why"
     slack_subject = "alert/slack.subject.j2"
-    assert draft.files[slack_subject] == base.files[SUBJECT]
+    assert draft.files[SUBJECT] == draft.files[slack_subject] == unsaved
+    assert "alert/slack.html.j2" not in draft.files
     assert console.live("alert").id == base.id  # nothing live changed
     opened = await editor.get(location)
     assert f'name="file:{slack_subject}"' in opened.text
@@ -480,11 +485,23 @@ async def test_slack_can_be_given_its_own_words(console: Console) -> None:
         (await editor.post("/console/templates/alert/preview", form | {"channel": "email"})).text
     )
     assert "Slack: Finality lag above 4 epochs on mainnet" in slack["de"]
-    assert "Slack:" not in email["de"] and "[Kritisch]" in email["de"]
+    assert "Slack:" not in email["de"] and "[Edited]" in email["de"]
     again = await editor.post(
-        "/console/templates/alert/parts", {"base": str(draft_id), "channel": "slack"}
+        "/console/templates/alert/parts", {"base": str(draft_id), "add": "slack"}
     )
     assert again.status_code == 409
+    assert "Let slack say what the email says" in opened.text
+    removed = await editor.post(
+        "/console/templates/alert/parts", {"base": str(draft_id), "remove": "slack"}
+    )
+    assert _location(removed).endswith(f"from={draft_id}")  # the same draft, updated
+    assert set(console.version(draft_id).files) == set(base.files)
+    assert console.version(draft_id).files[SUBJECT] == unsaved
+    for refused in ({"remove": "email"}, {"add": "slack", "remove": "webhook"}):
+        reply = await editor.post(
+            "/console/templates/alert/parts", {"base": str(draft_id)} | refused
+        )
+        assert reply.status_code == 404
 
 
 def _previews(fragment: str) -> dict[str, str]:

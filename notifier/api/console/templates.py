@@ -45,7 +45,7 @@ from notifier.preview import (
     statuses_of,
 )
 from notifier.store import library as store
-from notifier.templating import PARTS, SHARED, content_hash
+from notifier.templating import FALLBACK_CHANNEL, PARTS, SHARED, content_hash
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -115,6 +115,7 @@ async def edit_template(
         locales=locales(live),
         own_draft=base.state == "draft" and base.author == viewer.person.id,
         addable=[c for c in _OWN_PARTS_FOR if name != SHARED and not _has_parts(base, c)],
+        removable=[c for c in _OWN_PARTS_FOR if name != SHARED and _has_parts(base, c)],
     )
 
 
@@ -256,28 +257,36 @@ async def save_template(
 
 
 @router.post("/templates/{name}/parts")
-async def add_channel_parts(
+async def change_channel_parts(
     request: Request, name: str, ctx: Ctx, viewer: SignedIn, form: Form
 ) -> Response:
-    """Give a channel (Slack, webhooks) its own subject and text, starting from the email's:
-    saved as a draft, opened in the editor."""
+    """Give a channel (Slack, webhooks) its own subject and text, starting from the email's
+    (``add``), or let it say what the email says again (``remove``): the editor's unsaved
+    files with that change are saved as a draft and opened in the editor."""
     require(viewer, Capability.EDIT_TEMPLATES, "edit templates")
     base = await _base(ctx, name, form)
-    channel = str(form.get("channel") or "")
-    if base is None or name == SHARED or channel not in _OWN_PARTS_FOR:
+    add, remove = str(form.get("add") or ""), str(form.get("remove") or "")
+    channel = add or remove
+    if base is None or name == SHARED or channel not in _OWN_PARTS_FOR or (add and remove):
         return not_found(request, viewer, "such template or channel")
-    if _has_parts(base, channel):
+    if bool(add) == _has_parts(base, channel):
+        has = "already has" if add else "has no"
         return message_page(
             request,
             viewer,
             409,
-            "Already there",
-            f"{name} already has {channel} parts.",
+            "Nothing to change",
+            f"{name} {has} {channel} parts of its own.",
             f"{PREFIX}/templates/{name}/edit?from={base.id}",
         )
-    files = dict(base.files)
-    for part in ("subject", "text"):
-        files[f"{name}/{channel}.{part}.j2"] = base.files[f"{name}/email.{part}.j2"]
+    files = _edited_files(form, base)
+    for part in PARTS:
+        own, email = f"{name}/{channel}.{part}.j2", f"{name}/{FALLBACK_CHANNEL}.{part}.j2"
+        if remove:
+            files.pop(own, None)
+        elif part != "html" and email in files:  # Slack and webhooks lay out their own HTML
+            files[own] = files[email]
+    note = str(form.get("note") or "").strip()[:500] or None
     draft: store.Version = await write(
         ctx,
         store.save_draft,
@@ -287,6 +296,7 @@ async def add_channel_parts(
         author=viewer.person.id,
         now=ctx.clock.now(),
         draft_id=base.id,
+        note=note,
     )
     return secure_headers(
         RedirectResponse(f"{PREFIX}/templates/{name}/edit?from={draft.id}", status_code=303)
