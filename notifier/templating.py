@@ -261,12 +261,22 @@ class Renderer:
         for key, (macro, value, default) in wanted.items():
             cached = (language, macro, value)
             if cached not in self._labels:
-                self._labels[cached] = self._label(language, translations, macro, value)
+                self._labels[cached] = self._label(language, translations, macro, (value,))
             out[key] = self._labels[cached] or default
         return out
 
+    def label(self, locale: str, macro: str, *args: str, default: str) -> str:
+        """``labels.<macro>(*args)`` in the reader's language, or ``default`` (as
+        :meth:`labels`, for words around a value such as a name: not cached)."""
+        translations, language = self._catalogs.resolve(locale)
+        return self._label(language, translations, macro, args) or default
+
     def _label(
-        self, language: str, translations: gettext.NullTranslations, macro: str, value: str
+        self,
+        language: str,
+        translations: gettext.NullTranslations,
+        macro: str,
+        args: tuple[str, ...],
     ) -> str | None:
         try:
             module = self._label_modules.get(language)
@@ -275,7 +285,7 @@ class Renderer:
                 module = self._env.get_template(LABELS).make_module(variables)
                 self._label_modules[language] = module
             call = getattr(module, macro, None)
-            word = " ".join(str(call(value)).split()) if callable(call) else ""
+            word = " ".join(str(call(*args)).split()) if callable(call) else ""
         except (JinjaTemplateError, *_DATA_ERRORS):
             return None
         return word or None

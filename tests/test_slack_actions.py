@@ -20,12 +20,14 @@ from notifier.api.app import create_app
 from notifier.api.deps import ApiContext
 from notifier.api.server import HttpServer
 from notifier.directory import Directory
+from notifier.i18n import Catalogs
 from notifier.links import LinkSigner
 from notifier.pipeline import BatchProcessor, RawRecord
 from notifier.routing import Router, RoutingConfig
-from notifier.settings import Settings
+from notifier.settings import Settings, TemplateSettings
 from notifier.store import Database
 from notifier.store.schema import alert_timeline, alerts
+from notifier.templating import Renderer
 from notifier.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +81,10 @@ def _context(
         return None
 
     signer = LinkSigner(settings.links.secrets, 3600, clock)
-    return ApiContext(settings, db, directory, clock, signer, publish, ready)
+    # The shipped templates and catalogs: replies speak the presser's language.
+    templates = TemplateSettings(directory=ROOT / "templates", locales_directory=ROOT / "locales")
+    renderer = Renderer(templates, Catalogs.load(templates.locales_directory))
+    return ApiContext(settings, db, directory, clock, signer, publish, ready, renderer=renderer)
 
 
 @pytest.fixture
@@ -153,7 +158,11 @@ async def test_unknown_users_wrong_roles_and_old_buttons_change_nothing(slack: S
     earlier occurrence and a foreign button each get an explanation; the alert is unchanged."""
     cases = [
         (body("U0STRANGER", "notifier.acknowledge", f"{slack.alert_id}:1"), "not in notifier"),
-        (body("U07CARLOS", "notifier.acknowledge", f"{slack.alert_id}:1"), "does not allow"),
+        # Carlos reads Spanish: "your role does not allow you to acknowledge alerts".
+        (
+            body("U07CARLOS", "notifier.acknowledge", f"{slack.alert_id}:1"),
+            "Su rol no le permite reconocer alertas.",
+        ),
         (body("U04MEILIN", "notifier.acknowledge", f"{slack.alert_id}:7"), "fired again"),
         (body("U04MEILIN", "other.app.button", "x"), "not one of notifier"),
     ]
@@ -163,6 +172,22 @@ async def test_unknown_users_wrong_roles_and_old_buttons_change_nothing(slack: S
         assert reply.status_code == 200
         assert expected in reply.json()["text"]
     assert slack.status() == ("firing", None)
+
+
+async def test_replies_speak_the_pressers_language(slack: Slack) -> None:
+    """Jonas reads German: his acknowledgment, and a second press after it, are answered in
+    German; Mei (English) then resolves and reads English."""
+    replies = []
+    for user, action in [
+        ("U04JONAS1", "notifier.acknowledge"),
+        ("U04JONAS1", "notifier.acknowledge"),
+        ("U04MEILIN", "notifier.resolve"),
+    ]:
+        slack.clock.advance(1)
+        data = body(user, action, f"{slack.alert_id}:1")
+        reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
+        replies.append(reply.json()["text"])
+    assert replies == ["Quittiert von Jonas Weber.", "Bereits quittiert.", "Resolved by Mei Lin."]
 
 
 async def test_resolve_button_resolves(slack: Slack) -> None:

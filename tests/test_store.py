@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,3 +212,27 @@ def test_upgrading_moves_each_timers_plan_into_the_plans_table(store_url: str) -
         assert [(k, body) for k, body in stored] == [(plan_key(plan), plan)]
     finally:
         db.dispose()
+
+
+def test_the_pool_keeps_a_connection_for_every_executor_thread(tmp_path: Path) -> None:
+    """As many threads as asyncio's default executor has, each holding a connection at once,
+    all give theirs back to the pool to keep (none is closed as overflow and reopened)."""
+    db = Database(f"sqlite:///{tmp_path / 'pool.db'}")
+    workers = min(32, (os.cpu_count() or 1) + 4)
+    all_in = threading.Barrier(workers)
+
+    def hold() -> None:
+        # A checkout without a transaction (the store's begin would serialise the threads).
+        conn = db.engine.raw_connection()
+        try:
+            all_in.wait(timeout=10)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=hold) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert db.engine.pool.checkedin() == workers  # type: ignore[attr-defined]
+    db.dispose()

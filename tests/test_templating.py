@@ -471,3 +471,12 @@ def test_labels_fall_back_to_the_default_when_the_macro_is_missing_or_fails(
         "status_value": "ack-reminder",
         "acknowledge": "Acknowledge",
     }
+
+
+def test_label_with_arguments_and_its_default(renderer: Renderer) -> None:
+    """label() passes arguments (a name) to the macro; a combination the macro does not know
+    (it renders nothing) or a missing macro gives the default."""
+    said = renderer.label("es_MX", "slack_reply", "done", "acknowledged", "Ana", default="x")
+    assert said == "Reconocida por Ana."
+    assert renderer.label("de", "slack_reply", "done", "escalated", "Ana", default="x") == "x"
+    assert renderer.label("de", "no_such_macro", "a", default="fallback") == "fallback"

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from notifier.api.alerts import context
 from notifier.api.deps import ApiContext
 from notifier.clock import Clock
+from notifier.directory import Person
 from notifier.lifecycle import Action, TransitionRefused, Verb
 from notifier.slack_blocks import ACKNOWLEDGE_ACTION, RESOLVE_ACTION, RUNBOOK_ACTION
 from notifier.store.schema import used_links
@@ -92,7 +93,8 @@ async def slack_actions(request: Request, ctx: Ctx) -> JSONResponse:
     if person is None:
         return _reply("Your Slack account is not in notifier's directory; ask an admin.")
     if not ctx.directory.may(person.id, verb):
-        return _reply(f"Your role does not allow you to {verb.value} alerts.")
+        refused = f"Your role does not allow you to {verb.value} alerts."
+        return _reply(_words(ctx, person, "refused", verb.value, default=refused))
     now = ctx.clock.now()
     act = Action(verb, person.id, "slack", now)
     nonce = "slack:" + hashlib.sha256(signature.encode()).hexdigest()[:56]
@@ -126,9 +128,21 @@ async def slack_actions(request: Request, ctx: Ctx) -> JSONResponse:
     if result.follow_ups.notifications or result.follow_ups.timers:
         ctx.on_change()
     log.info("slack.action", alert_id=result.alert_id, verb=verb.value, person=person.id)
+    after = result.outcome.after.value
     if result.outcome.already:
-        return _reply(f"Already {result.outcome.after.value}.")
-    return _reply(f"{result.outcome.after.value.capitalize()} by {person.name}.")
+        return _reply(_words(ctx, person, "already", after, default=f"Already {after}."))
+    done = f"{after.capitalize()} by {person.name}."
+    return _reply(_words(ctx, person, "done", after, default=done))
+
+
+def _words(ctx: ApiContext, person: Person, reply: str, outcome: str, *, default: str) -> str:
+    """The reply in the presser's language (the approved labels' ``slack_reply``), else
+    ``default`` (English)."""
+    if ctx.renderer is None:
+        return default
+    return ctx.renderer.label(
+        person.locale, "slack_reply", reply, outcome, person.name, default=default
+    )
 
 
 def _parse(body: bytes) -> tuple[str, str, str] | None:

@@ -8,6 +8,7 @@ calls it through ``asyncio.to_thread`` so a batch's transaction never blocks the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
@@ -45,6 +46,10 @@ class Database:
             "echo": echo,
             "json_serializer": _json_dumps,
             "json_deserializer": orjson.loads,
+            # Keep a connection for every thread of asyncio's default executor (the store's
+            # work runs there) and the event loop: with SQLAlchemy's default of five, the
+            # connections beyond it were opened and closed again about twice a second.
+            "pool_size": min(32, (os.cpu_count() or 1) + 4) + 1,
         }
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
