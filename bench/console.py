@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -131,8 +132,12 @@ async def _measure(url: str, alerts: int, runs: int) -> None:
             units = store.units(conn, "template")
         samples = load_samples(ROOT / "config" / "samples")
         print("\ntemplate editor after an edit, ms, median of", runs)
-        print("  preview: every locale side by side; lint: every status x channel x locale")
-        print(f"  {'template':16} {'preview':>9} {'lint':>7} {'one render':>11} {'ratio':>7}")
+        print("  preview: every locale side by side (email; Slack with its Block Kit layout);")
+        print("  lint: every status x channel x locale; one render: email, one locale")
+        print(
+            f"  {'template':16} {'preview':>9} {'slack':>7} {'lint':>7} {'one render':>11} "
+            f"{'ratio':>7}"
+        )
         worst = 0.0
         for unit in units:
             if unit.name == "shared" or unit.live is None:
@@ -161,6 +166,9 @@ async def _measure(url: str, alerts: int, runs: int) -> None:
 
             await request("preview")  # the editor's first preview compiles the rest once
             took = await _median_ms(runs, lambda: request("preview"))
+            slack = form | {"channel": "slack"}
+            await request("preview", slack)
+            took_slack = await _median_ms(runs, partial(request, "preview", slack))
             linted = await _median_ms(runs, lambda: request("lint"))
             context = sample_context(
                 next(
@@ -183,9 +191,9 @@ async def _measure(url: str, alerts: int, runs: int) -> None:
 
             await render_once()
             baseline = await _median_ms(runs, render_once)
-            worst = max(worst, took)
+            worst = max(worst, took, took_slack)
             print(
-                f"  {unit.name:16} {took:9.1f} {linted:7.1f} {baseline:11.2f} "
+                f"  {unit.name:16} {took:9.1f} {took_slack:7.1f} {linted:7.1f} {baseline:11.2f} "
                 f"{took / baseline:6.0f}x"
             )
         print(f"  slowest preview: {worst:.1f} ms (target < 100 ms)")
