@@ -27,7 +27,7 @@ from notifier.broker import EmbeddedBroker, free_port, publish, records_for
 from notifier.directory import Capability, Directory
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import Settings
-from notifier.slack_standin import SlackStandIn
+from notifier.slack_standin import SlackCall, SlackStandIn
 from notifier.store.queries import counts, notification_summary
 
 VAR = Path("var")
@@ -253,3 +253,34 @@ def _report(engine: Engine, mail_dir: Path, slack: SlackStandIn) -> None:
         f"{len(posts)} Slack messages ({replies} of them replies in an alert's thread, "
         f"{updates} updates of the alert's first message)"
     )
+    _show_slack_page(engine.config.directory, posts)
+
+
+def _show_slack_page(directory: Directory, posts: list[SlackCall]) -> None:
+    """Print the first Slack alert page (one with buttons) to a reader of another language
+    than English, as Slack lays it out (its headings and buttons translated too)."""
+    for call in posts:
+        person = directory.by_slack_id(str(call.channel))
+        if person is None or person.locale.startswith("en") or call.thread_ts:
+            continue
+        if not any(b["type"] == "actions" for b in call.blocks or []):
+            continue
+        click.echo(f"\nA Slack page to {person.name} ({person.locale}), as Slack shows it:")
+        for block in call.blocks or []:
+            if block["type"] == "header":
+                click.echo(f"  ┃ {block['text']['text']}")
+            elif block["type"] == "context":
+                click.echo("  ┃ " + "   ".join(_plain(e["text"]) for e in block["elements"]))
+            elif block["type"] == "section":
+                for line in _plain(block["text"]["text"]).splitlines()[:6]:
+                    click.echo(f"  ┃ {line}")
+                click.echo("  ┃ …")
+            elif block["type"] == "actions":
+                buttons = (f"[ {e['text']['text']} ]" for e in block["elements"])
+                click.echo("  ┃ " + "  ".join(buttons))
+        return
+
+
+def _plain(mrkdwn: str) -> str:
+    """Slack mrkdwn as a terminal shows it: entities read back, no bold markers."""
+    return mrkdwn.replace("*", "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

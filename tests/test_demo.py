@@ -33,7 +33,22 @@ def test_the_demo_delivers_everything_and_reports_it() -> None:
     assert "✗" not in report
     assert "5 events accepted, 1 duplicate ignored, 2 rejected" in report
     assert " slack " in report and " email " in report
-    *_, last, hint = [line for line in report.strip().splitlines() if line]
-    assert hint.startswith("`notifier demo --keep` keeps it running, with the web console")
-    assert "emails saved in var/mail/" in last
-    assert "replies in an alert's thread" in last and "(0 of them" not in last
+    lines = [line for line in report.strip().splitlines() if line]
+    assert lines[-1].startswith("`notifier demo --keep` keeps it running, with the web console")
+    [totals] = [line for line in lines if "emails saved in var/mail/" in line]
+    assert "replies in an alert's thread" in totals and "(0 of them" not in totals
+    # A Slack page to a German or Spanish reader, shown as Slack lays it out: translated
+    # headings and buttons.
+    page = lines[lines.index(totals) + 1 : -1]
+    assert page[0].startswith("A Slack page to "), page
+    assert any(("Schweregrad: Kritisch" in line or "Gravedad: Crítica" in line) for line in page), (
+        page
+    )
+    assert any(
+        line.strip()
+        in (
+            "┃ [ Quittieren ]  [ Beheben ]  [ Runbook ]",
+            "┃ [ Reconocer ]  [ Resolver ]  [ Manual de actuación ]",
+        )
+        for line in page
+    ), page
