@@ -190,6 +190,19 @@ def outgoing(
     )
 
 
+# The labels.j2 macro calls the engine makes besides templates' own (the linter renders each
+# in every locale): Slack's framing words, and its replies to a button press (reply, outcome).
+SLACK_WORDS = ("severity", "risk", "status", "acknowledge", "resolve", "runbook")
+SLACK_REPLIES = (
+    ("done", "acknowledged"),
+    ("done", "resolved"),
+    ("already", "acknowledged"),
+    ("already", "resolved"),
+    ("refused", "acknowledge"),
+    ("refused", "resolve"),
+)
+
+
 def slack_labels(
     renderer: Renderer,
     locale: str,

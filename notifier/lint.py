@@ -26,6 +26,10 @@ the top-level macro files), returning :class:`Finding` objects with a stable ``c
                     confidential is not none %}``) while routing sends it to a tier, rule or
                     follow-up whose clearance is not ``confidential``: those readers get None
 ``no-sample``       (warning) no sample event fits a status, so it was not rendered
+``labels``          (``shared`` only) a macro of ``labels.j2`` the engine calls itself (Slack's
+                    headings, statuses, buttons and replies: :data:`notifier.compose.SLACK_WORDS`)
+                    fails in a locale (error), or is missing or renders nothing (warning: the
+                    English word is used)
 
 Errors of one kind at one place are reported once, naming the first (or, for lengths, the
 worst) combination and how many more there were.
@@ -47,10 +51,12 @@ from typing import Any, Literal
 
 from jinja2 import BaseLoader, TemplateSyntaxError, meta, nodes
 
+from notifier.compose import SLACK_REPLIES, SLACK_WORDS
 from notifier.errors import ConfigError, TemplateError
 from notifier.escalation import RECEIPT_TEMPLATE, REMINDER_TEMPLATE, UPDATE_TEMPLATE, Targets
 from notifier.fatigue import DIGEST_TEMPLATE
 from notifier.preview import (
+    STATUS_KINDS,
     VARIANTS,
     Sample,
     default_audience,
@@ -62,7 +68,7 @@ from notifier.preview import (
 from notifier.routing import Clearance, RoutingConfig
 from notifier.settings import TemplateSettings
 from notifier.slack_blocks import MAX_SECTION_CHARS, escape
-from notifier.templating import FALLBACK_CHANNEL, SHARED, environment, unit_of
+from notifier.templating import FALLBACK_CHANNEL, LABELS, SHARED, environment, unit_of
 from notifier.translations import MessageRef, TranslationError, template_messages, untranslated
 
 __all__ = [
@@ -161,6 +167,8 @@ def lint(
     if routing is not None:
         findings += _confidential_findings(infos, routing, rendered)
     findings += _untranslated_findings(sources, unit_files, po_texts, default_locale)
+    if not broken and template == SHARED and LABELS in unit_files:
+        findings += _label_findings(sources, settings, po_texts, default_locale)
     if not broken:
         findings += _dynamic_findings(
             sources,
@@ -648,6 +656,46 @@ def _dynamic_findings(
         more = f" (and {tally.count - 1} more combinations)" if tally.count > 1 else ""
         findings.append(Finding(f.level, f.code, f.message + more, f.path, f.line))
     return findings
+
+
+def _label_findings(
+    sources: Mapping[str, str],
+    settings: TemplateSettings,
+    po_texts: Mapping[str, str],
+    default_locale: str,
+) -> list[Finding]:
+    """Render every labels.j2 macro call the engine makes itself, in every locale."""
+    try:
+        renderer = library_renderer(settings, sources, po_texts, default_locale)
+    except ConfigError:
+        return []  # the dynamic check reports catalogs that do not compile
+    calls: list[tuple[str, tuple[str, ...]]] = [("slack", (word,)) for word in SLACK_WORDS]
+    calls += [("status", (status,)) for status in STATUS_KINDS]
+    calls += [("slack_reply", (*reply, "Ada Lovelace")) for reply in SLACK_REPLIES]
+    findings: list[Finding] = []
+    missing: dict[str, list[str]] = {}
+    for locale in sorted(po_texts) or [default_locale]:
+        for macro, args in calls:
+            shown = f"{macro}({', '.join(map(repr, args))})"
+            try:
+                word = renderer.word(locale, macro, *args)
+            except TemplateError as exc:
+                findings.append(Finding("error", "labels", str(exc), LABELS, _line_of(str(exc))))
+                continue
+            if not word:
+                missing.setdefault(shown, []).append(locale)
+    for shown, locales in missing.items():
+        message = (
+            f"{LABELS}: {shown} is missing or renders nothing in {', '.join(locales)}: "
+            "Slack shows the English words instead"
+        )
+        findings.append(Finding("warning", "labels", message, LABELS, None))
+    return findings
+
+
+def _line_of(problem: str) -> int | None:
+    found = _WHERE.search(problem)
+    return int(found["line"]) if found else None
 
 
 def _cases(

@@ -256,28 +256,25 @@ class Renderer:
         approved labels have no such macro (a library approved before it existed) or it fails.
         Words do not depend on the event, so each is rendered once per language.
         """
-        translations, language = self._catalogs.resolve(locale)
+        language = self._catalogs.resolve(locale)[1]
         out: dict[str, str] = {}
         for key, (macro, value, default) in wanted.items():
             cached = (language, macro, value)
             if cached not in self._labels:
-                self._labels[cached] = self._label(language, translations, macro, (value,))
+                self._labels[cached] = self._label(language, macro, (value,))
             out[key] = self._labels[cached] or default
         return out
 
     def label(self, locale: str, macro: str, *args: str, default: str) -> str:
         """``labels.<macro>(*args)`` in the reader's language, or ``default`` (as
         :meth:`labels`, for words around a value such as a name: not cached)."""
-        translations, language = self._catalogs.resolve(locale)
-        return self._label(language, translations, macro, args) or default
+        return self._label(locale, macro, args) or default
 
-    def _label(
-        self,
-        language: str,
-        translations: gettext.NullTranslations,
-        macro: str,
-        args: tuple[str, ...],
-    ) -> str | None:
+    def word(self, locale: str, macro: str, *args: str) -> str | None:
+        """``labels.<macro>(*args)`` in the reader's language, on one line; None when
+        ``labels.j2`` has no such macro. Raises TemplateError when it fails (the linter's
+        view: :meth:`labels` and :meth:`label` use their default instead)."""
+        translations, language = self._catalogs.resolve(locale)
         try:
             module = self._label_modules.get(language)
             if module is None:
@@ -285,10 +282,24 @@ class Renderer:
                 module = self._env.get_template(LABELS).make_module(variables)
                 self._label_modules[language] = module
             call = getattr(module, macro, None)
-            word = " ".join(str(call(*args)).split()) if callable(call) else ""
-        except (JinjaTemplateError, *_DATA_ERRORS):
+            if not callable(call):
+                return None
+            try:
+                said = str(call(*args))
+            except Exception:
+                # Called from Python, not through render(): let Jinja point the traceback
+                # at labels.j2's lines, as it does for renders (it re-raises).
+                self._env.handle_exception()
+            return " ".join(said.split())
+        except (JinjaTemplateError, *_DATA_ERRORS) as exc:
+            where = f"{LABELS}, macro {macro}({', '.join(map(repr, args))}), locale {locale}"
+            raise TemplateError(f"{where}: {_describe(exc, self._settings.directory)}") from None
+
+    def _label(self, language: str, macro: str, args: tuple[str, ...]) -> str | None:
+        try:
+            return self.word(language, macro, *args) or None
+        except TemplateError:
             return None
-        return word or None
 
     def template_hash(self, template: str, channel: str) -> str:
         """Return the sha256 (hex) of the sources of every part of ``template`` for ``channel``.

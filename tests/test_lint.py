@@ -236,3 +236,26 @@ def test_lint_results_do_not_leak_between_drafts() -> None:
     assert of(broken, "syntax")
     assert not [f for f in run("alert") if f.level == "error"]
     assert of(run("alert", "alert/email.text.j2", replace_line(12, "{% if %}")), "syntax")
+
+
+def test_the_shipped_labels_give_every_word_the_engine_asks_for() -> None:
+    assert not of(run(SHARED), "labels")
+
+
+def test_a_failing_label_macro_is_an_error_with_its_line() -> None:
+    """Slack's words are rendered outside any template: the lint renders them itself."""
+    source = SOURCES["labels.j2"]
+    line = source[: source.index('"Acknowledged by %(name)s."')].count("\n") + 1
+    broken = run(SHARED, "labels.j2", replace_line(line, "{{ name.no_such.thing }}"))
+    errors = of(broken, "labels")
+    assert errors and all(f.level == "error" for f in errors)
+    assert {(f.path, f.line) for f in errors} == {("labels.j2", line)}
+    assert "slack_reply('done', 'acknowledged', 'Ada Lovelace')" in errors[0].message
+
+
+def test_a_missing_label_macro_is_a_warning_naming_the_locales() -> None:
+    """Without the slack macro, Slack would fall back to English: said once per word."""
+    renamed = run(SHARED, "labels.j2", lambda s: s.replace("macro slack(", "macro slack_old("))
+    warnings = of(renamed, "labels")
+    assert len(warnings) == 6 and all(f.level == "warning" for f in warnings)
+    assert "slack('acknowledge') is missing or renders nothing in de, en, es" in warnings[3].message
