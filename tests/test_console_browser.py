@@ -258,7 +258,9 @@ async def _shoot(page: Page, path: Path, buttons: list[str]) -> None:
     width = viewport["width"]
     widths = await page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
     assert widths[0] <= widths[1] + 1, f"{page.url} scrolls sideways at {width} px: {widths}"
-    for selector in ["header.top form.who button", *buttons]:
+    # Sign out, and sign out everywhere.
+    who = ["header.top form.who button:not([formaction])", "header.top form.who button[formaction]"]
+    for selector in [*who, *buttons]:
         button = page.locator(selector)
         await expect(button).to_be_visible()
         box = await button.bounding_box()

@@ -309,6 +309,31 @@ async def test_after_signing_out_a_copy_of_the_cookie_signs_nobody_in(console: C
     assert (await (await console.signed_in(EDITOR)).get("/console/incidents")).status_code == 200
 
 
+async def test_signing_out_everywhere_ends_every_earlier_session(console: Console) -> None:
+    """Two devices signed in; "everywhere" from one ends both (a copy of either cookie too),
+    not another person's session; signing in afterwards works; both sign-outs everywhere
+    are audited (a second one moves the line forward)."""
+    laptop = await console.signed_in(EDITOR)
+    console.clock.advance(60)
+    phone = await console.signed_in(EDITOR)
+    other = await console.signed_in(APPROVER)
+    console.clock.advance(60)
+    assert _location(await phone.post("/console/logout/everywhere")) == "/console/login"
+    for device in (laptop, phone):
+        reply = await device.get("/console/incidents")
+        assert _location(reply).startswith("/console/login")
+    assert (await other.get("/console/incidents")).status_code == 200
+    console.clock.advance(1)
+    again = await console.signed_in(EDITOR)
+    assert (await again.get("/console/incidents")).status_code == 200
+    console.clock.advance(60)
+    assert _location(await again.post("/console/logout/everywhere")) == "/console/login"
+    assert _location(await again.get("/console/incidents")).startswith("/console/login")
+    assert [e["actor"] for e in console.audit("console.sign-out-everywhere")] == [EDITOR] * 2
+    console.clock.advance(1)
+    assert (await (await console.signed_in(EDITOR)).get("/console/incidents")).status_code == 200
+
+
 async def test_the_right_password_signs_in(console: Console) -> None:
     """The right password: a redirect into the console, the session cookie, an audit entry."""
     client = console.browser()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 
 from notifier import library
 from notifier.i18n import Catalogs
@@ -19,7 +19,7 @@ from notifier.settings import TemplateSettings
 from notifier.store import Database, audit
 from notifier.store import library as store
 from notifier.store.schema import library_versions
-from notifier.store.sessions import is_revoked, revoke
+from notifier.store.sessions import is_revoked, revoke, revoke_everywhere
 from notifier.templating import Renderer
 from notifier.testing import FakeClock
 
@@ -616,9 +616,34 @@ def test_revoked_sessions_are_remembered_until_they_would_have_expired(db: Datab
         revoke(conn, "a" * 64, "nora.kaplan", t0, t0 + timedelta(hours=8))
         revoke(conn, "b" * 64, "mei.lin", t0, t0 + timedelta(hours=1))
     with db.transaction() as conn:
-        assert is_revoked(conn, "a" * 64) and is_revoked(conn, "b" * 64)
-        assert not is_revoked(conn, "c" * 64)
+        assert revoked(conn, "a" * 64, "nora.kaplan") and revoked(conn, "b" * 64, "mei.lin")
+        assert not revoked(conn, "c" * 64, "mei.lin")
         revoke(conn, "c" * 64, "mei.lin", t0 + timedelta(hours=2), t0 + timedelta(hours=10))
     with db.transaction() as conn:
-        assert not is_revoked(conn, "b" * 64)  # it expired at 09:00: no longer kept
-        assert is_revoked(conn, "a" * 64) and is_revoked(conn, "c" * 64)
+        assert not revoked(conn, "b" * 64, "mei.lin")  # it expired at 09:00: no longer kept
+        assert revoked(conn, "a" * 64, "nora.kaplan") and revoked(conn, "c" * 64, "mei.lin")
+
+
+def revoked(conn: Connection, session: str, person: str, issued: datetime | None = None) -> bool:
+    return is_revoked(conn, session, person, issued or datetime(2026, 11, 22, 7, tzinfo=UTC))
+
+
+def test_signing_out_everywhere_ends_the_sessions_issued_until_then(db: Database) -> None:
+    """Every session of the person issued at or before the moment, none issued later, no
+    one else's; a second time moves the moment; the row goes once all would have expired."""
+    t0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    with db.transaction() as conn:
+        revoke_everywhere(conn, "nora.kaplan", t0, t0 + 8 * hour)
+    with db.transaction() as conn:
+        assert revoked(conn, "a" * 64, "nora.kaplan", t0 - hour)
+        assert revoked(conn, "b" * 64, "nora.kaplan", t0)
+        assert not revoked(conn, "c" * 64, "nora.kaplan", t0 + timedelta(seconds=1))
+        assert not revoked(conn, "a" * 64, "mei.lin", t0 - hour)
+        revoke_everywhere(conn, "nora.kaplan", t0 + 2 * hour, t0 + 10 * hour)
+    with db.transaction() as conn:
+        assert revoked(conn, "c" * 64, "nora.kaplan", t0 + timedelta(seconds=1))
+        assert not revoked(conn, "d" * 64, "nora.kaplan", t0 + 3 * hour)
+        revoke(conn, "e" * 64, "mei.lin", t0 + 11 * hour, t0 + 12 * hour)  # forgets expired rows
+    with db.transaction() as conn:
+        assert not revoked(conn, "c" * 64, "nora.kaplan", t0 + timedelta(seconds=1))

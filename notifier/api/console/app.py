@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -26,9 +27,9 @@ from notifier.store.sessions import is_revoked
 def add_console(app: FastAPI, ctx: ApiContext) -> None:
     """Serve the console under ``/console``."""
 
-    def revoked(key: str) -> bool:
+    def revoked(key: str, person_id: str, issued_at: datetime) -> bool:
         with ctx.db.reading() as conn:
-            return is_revoked(conn, key)
+            return is_revoked(conn, key, person_id, issued_at)
 
     install(
         app,

@@ -75,9 +75,10 @@ class Sessions:
         ttl_seconds: int,
         clock: Clock,
         directory: Directory,
-        revoked: Callable[[str], bool] = lambda _: False,
+        revoked: Callable[[str, str, datetime], bool] = lambda *_: False,
     ) -> None:
-        """``revoked`` says whether a session (by :func:`session_hash`) was signed out."""
+        """``revoked(session_hash, person_id, issued_at)`` says whether a session (by
+        :func:`session_hash`) was signed out, itself or everywhere."""
         # itsdangerous signs with the last key and verifies with all: the first links secret
         # is the newest.
         keys = [s.get_secret_value() for s in reversed(secrets_)]
@@ -120,7 +121,7 @@ class Sessions:
         capabilities = self._directory.capabilities(person.id)
         if Capability.VIEW not in capabilities:
             return None  # roles changed since sign-in
-        if self._revoked(session_hash(csrf)):
+        if self._revoked(session_hash(csrf), person.id, datetime.fromtimestamp(issued, UTC)):
             return None  # signed out: a copy of the cookie must not work
         expires = datetime.fromtimestamp(issued + self._ttl, UTC)
         return Viewer(person, capabilities, csrf, expires)

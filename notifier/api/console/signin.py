@@ -24,7 +24,7 @@ from notifier.api.console.web import (
 from notifier.api.deps import ApiContext
 from notifier.directory import Capability
 from notifier.store import audit
-from notifier.store.sessions import revoke
+from notifier.store.sessions import revoke, revoke_everywhere
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -185,6 +185,25 @@ async def sign_out(ctx: Ctx, viewer: SignedIn, _: Form) -> Response:
         with ctx.db.transaction() as conn:
             revoke(conn, viewer.session_hash, viewer.person.id, now, viewer.expires_at)
             audit.record(conn, now, viewer.person.id, "console.sign-out", "console", {})
+
+    await asyncio.to_thread(record)
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    return secure_headers(response)
+
+
+@router.post("/logout/everywhere")
+async def sign_out_everywhere(ctx: Ctx, viewer: SignedIn, _: Form) -> Response:
+    """End every session of the signed-in person, on every device (a lost laptop, a shared
+    computer): each cookie issued until now stops working; signing in again starts anew."""
+
+    def record() -> None:
+        now = ctx.clock.now()
+        # The last session issued now would expire after one session lifetime.
+        lasts = now + timedelta(seconds=ctx.settings.console.session_ttl_seconds)
+        with ctx.db.transaction() as conn:
+            revoke_everywhere(conn, viewer.person.id, now, lasts)
+            audit.record(conn, now, viewer.person.id, "console.sign-out-everywhere", "console", {})
 
     await asyncio.to_thread(record)
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
