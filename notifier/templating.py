@@ -72,6 +72,11 @@ Enum values (severity, risk, change) arrive as plain strings such as ``"critical
 ``gettext``, ``ngettext``, ``pgettext`` and ``_`` bound to the reader's catalog, ``language``
 (the catalog used), the filters ``datetime``, ``date``, ``number`` and ``timedelta`` (reader's
 locale and timezone), and the test ``weburl`` (an http(s) link, safe for ``href``).
+
+The engine also calls macros of ``labels.j2`` itself, outside any template (see
+:meth:`Renderer.labels`): ``status(value)``, ``slack(word)`` and ``slack_reply(reply, outcome,
+name)`` give Slack's headings, buttons and replies in the reader's language (the calls are
+:data:`notifier.compose.SLACK_WORDS` and ``SLACK_REPLIES``; the linter renders each).
 """
 
 from __future__ import annotations
@@ -295,9 +300,9 @@ class Renderer:
             where = f"{LABELS}, macro {macro}({', '.join(map(repr, args))}), locale {locale}"
             raise TemplateError(f"{where}: {_describe(exc, self._settings.directory)}") from None
 
-    def _label(self, language: str, macro: str, args: tuple[str, ...]) -> str | None:
+    def _label(self, locale: str, macro: str, args: tuple[str, ...]) -> str | None:
         try:
-            return self.word(language, macro, *args) or None
+            return self.word(locale, macro, *args) or None
         except TemplateError:
             return None
 
