@@ -225,6 +225,16 @@ class ConsoleSettings(BaseModel):
     library_poll_seconds: float = Field(
         default=5.0, gt=0, description="how often an engine checks for newly approved templates"
     )
+    max_failed_sign_ins_per_address: int = Field(
+        default=30,
+        ge=0,
+        description=(
+            "failed sign-ins from one client address within 15 minutes, whatever the ids, "
+            "before that address is refused for the rest of the window (0: no limit). Behind "
+            "a reverse proxy the address is the X-Forwarded-For one when the proxy is in "
+            "uvicorn's FORWARDED_ALLOW_IPS (default 127.0.0.1)"
+        ),
+    )
 
 
 class Settings(BaseSettings):

@@ -99,10 +99,11 @@ class Console:
     library_changes: list[None] = field(default_factory=list)
     browsers: list[httpx.AsyncClient] = field(default_factory=list)
 
-    def browser(self) -> httpx.AsyncClient:
-        """A fresh client with its own cookie jar."""
+    def browser(self, address: str = "127.0.0.1") -> httpx.AsyncClient:
+        """A fresh client with its own cookie jar, calling from ``address``."""
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://testserver"
+            transport=httpx.ASGITransport(app=self.app, client=(address, 50_000)),
+            base_url="http://testserver",
         )
         self.browsers.append(client)
         return client
@@ -272,7 +273,10 @@ async def test_a_wrong_password_is_refused_and_audited(console: Console) -> None
     assert SESSION_COOKIE not in response.cookies
     assert "do not match" in response.text
     [failed] = console.audit("console.sign-in-failed")
-    assert (failed["actor"], failed["details"]) == (EDITOR, {"person": EDITOR})
+    assert (failed["actor"], failed["details"]) == (
+        EDITOR,
+        {"person": EDITOR, "address": "127.0.0.1"},
+    )
     assert [e["action"] for e in console.audit("console.")] == ["console.sign-in-failed"]
     assert (await client.get("/console/incidents")).status_code == 303
 
@@ -291,6 +295,28 @@ async def test_password_guessing_locks_the_id_for_a_while(console: Console) -> N
     assert _location(await sign_in(console.browser(), APPROVER, PASSWORDS[APPROVER]))
     console.clock.advance(15 * 60 + 1)
     assert _location(await sign_in(client, EDITOR, PASSWORDS[EDITOR])) == "/console/incidents"
+
+
+async def test_guessing_from_one_address_across_many_ids_is_refused(console: Console) -> None:
+    """Failed sign-ins from one client address count whatever the ids (one password tried on
+    many people): at the limit that address is refused, even with a right password, while
+    another address signs in; the window ends; each attempt's address is audited."""
+    console.settings.console.max_failed_sign_ins_per_address = 6
+    guesser = console.browser("198.51.100.7")
+    for n in range(6):  # six different ids: no id reaches its own limit of five
+        assert (await sign_in(guesser, f"someone-{n}", "Winter2026!")).status_code == 401
+    refused = await sign_in(guesser, EDITOR, PASSWORDS[EDITOR])
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins from your address" in refused.text
+    assert SESSION_COOKIE not in refused.cookies
+    elsewhere = console.browser("203.0.113.9")
+    assert _location(await sign_in(elsewhere, EDITOR, PASSWORDS[EDITOR])) == "/console/incidents"
+    failed = console.audit("console.sign-in-failed")
+    assert {e["details"]["address"] for e in failed} == {"198.51.100.7"}
+    [blocked] = console.audit("console.sign-in-refused")
+    assert blocked["details"] == {"person": EDITOR, "address": "198.51.100.7"}
+    console.clock.advance(15 * 60 + 1)
+    assert _location(await sign_in(guesser, EDITOR, PASSWORDS[EDITOR])) == "/console/incidents"
 
 
 async def test_after_signing_out_a_copy_of_the_cookie_signs_nobody_in(console: Console) -> None:

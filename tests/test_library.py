@@ -647,3 +647,19 @@ def test_signing_out_everywhere_ends_the_sessions_issued_until_then(db: Database
         revoke(conn, "e" * 64, "mei.lin", t0 + 11 * hour, t0 + 12 * hour)  # forgets expired rows
     with db.transaction() as conn:
         assert not revoked(conn, "c" * 64, "nora.kaplan", t0 + timedelta(seconds=1))
+
+
+def test_audit_entries_filter_by_the_client_address_in_their_details(db: Database) -> None:
+    """The sign-in throttle's query (details["address"]) on SQLite and PostgreSQL: only that
+    address, entries without one never match."""
+    t0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    failed = "console.sign-in-failed"
+    with db.transaction() as conn:
+        audit.record(conn, t0, "a", failed, "console", {"person": "a", "address": "198.51.100.7"})
+        audit.record(conn, t0, "b", failed, "console", {"person": "b", "address": "203.0.113.9"})
+        audit.record(conn, t0, "c", failed, "console", {"person": "c"})
+        audit.record(conn, t0, "d", "console.sign-in", "console", {"address": "198.51.100.7"})
+    with db.reading() as conn:
+        found = audit.entries(conn, action=failed, address="198.51.100.7")
+        assert [e["actor"] for e in found] == ["a"]
+        assert audit.entries(conn, action=failed, address="192.0.2.1") == []

@@ -41,10 +41,12 @@ def entries(
     actor: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    address: str | None = None,
     limit: int | None = 500,
 ) -> list[dict[str, Any]]:
     """The newest entries first, optionally only one action (prefix, e.g. ``silence.``), one
-    subject, one actor, or a time range (``since`` inclusive, ``until`` exclusive)."""
+    subject, one actor, a time range (``since`` inclusive, ``until`` exclusive), or one client
+    address (``details["address"]``, as sign-ins record it)."""
     query = select(audit_log).order_by(audit_log.c.id.desc())
     if limit is not None:
         query = query.limit(limit)
@@ -58,4 +60,6 @@ def entries(
         query = query.where(audit_log.c.at >= since)
     if until is not None:
         query = query.where(audit_log.c.at < until)
+    if address is not None:
+        query = query.where(audit_log.c.details["address"].as_string() == address)
     return [dict(row) for row in conn.execute(query).mappings()]

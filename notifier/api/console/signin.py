@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -42,24 +43,24 @@ def _safe_next(target: str | None) -> str:
     return f"{PREFIX}/incidents"
 
 
-async def _recent_failures(ctx: ApiContext, person_id: str) -> int:
-    """Failed sign-ins for this id within the lockout window (read from the audit log, so
-    every engine sharing the store counts the same attempts)."""
+async def _too_many_failures(ctx: ApiContext, person_id: str, address: str) -> str | None:
+    """Why sign-in is refused for now, or None: too many failed sign-ins for this id, or from
+    this client address (whatever the ids: guessing one password for many people), within
+    the lockout window. Read from the audit log, so every engine sharing the store counts
+    the same attempts."""
     since = ctx.clock.now() - LOCKOUT
+    per_address = ctx.settings.console.max_failed_sign_ins_per_address
 
-    def count() -> int:
+    def check() -> str | None:
         with ctx.db.reading() as conn:
-            return len(
-                audit.entries(
-                    conn,
-                    action="console.sign-in-failed",
-                    actor=person_id or "-",
-                    since=since,
-                    limit=MAX_FAILURES,
-                )
-            )
+            failed = partial(audit.entries, conn, action="console.sign-in-failed", since=since)
+            if len(failed(actor=person_id or "-", limit=MAX_FAILURES)) >= MAX_FAILURES:
+                return "for this id"
+            if per_address and len(failed(address=address, limit=per_address)) >= per_address:
+                return "from your address"
+            return None
 
-    return await asyncio.to_thread(count)
+    return await asyncio.to_thread(check)
 
 
 def _secure(ctx: ApiContext) -> bool:
@@ -137,22 +138,25 @@ async def sign_in(
             "This sign-in form is missing its security token or it is out of date: "
             "reload the page and try again.",
         )
-    if await _recent_failures(ctx, person_id) >= MAX_FAILURES:
-        await _record(ctx, person_id or "-", "console.sign-in-refused", {"person": person_id})
+    address = request.client.host if request.client else "-"
+    attempt = {"person": person_id, "address": address}
+    refused = await _too_many_failures(ctx, person_id, address)
+    if refused is not None:
+        await _record(ctx, person_id or "-", "console.sign-in-refused", attempt)
         return _sign_in_page(
             request,
             ctx,
             next_=next_,
             person=person_id,
             status=429,
-            error=f"Too many failed sign-ins for this id: wait {LOCKOUT.seconds // 60} minutes "
+            error=f"Too many failed sign-ins {refused}: wait {LOCKOUT.seconds // 60} minutes "
             "and try again, or ask an administrator to check the audit log.",
         )
     person = ctx.directory.get(person_id)
     # Argon2 takes tens of milliseconds: keep the event loop free meanwhile.
     valid = await asyncio.to_thread(check_password, person, password)
     if person is None or not valid or not ctx.directory.may(person.id, Capability.VIEW):
-        await _record(ctx, person_id or "-", "console.sign-in-failed", {"person": person_id})
+        await _record(ctx, person_id or "-", "console.sign-in-failed", attempt)
         return _sign_in_page(
             request,
             ctx,
@@ -161,7 +165,7 @@ async def sign_in(
             status=401,
             error="That id and password do not match, or your roles do not include the console.",
         )
-    await _record(ctx, person.id, "console.sign-in", {})
+    await _record(ctx, person.id, "console.sign-in", {"address": address})
     response = RedirectResponse(next_, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
