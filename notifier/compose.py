@@ -200,6 +200,9 @@ SLACK_REPLIES = (
     ("already", "resolved"),
     ("refused", "acknowledge"),
     ("refused", "resolve"),
+    ("resolved", "acknowledge"),
+    ("moved-on", "acknowledge"),
+    ("moved-on", "resolve"),
 )
 
 

@@ -38,9 +38,24 @@ class Verb(StrEnum):
 
 
 class TransitionRefused(NotifierError):
-    """The action does not apply to the alert in its current state."""
+    """The action does not apply to the alert in its current state. ``kind`` names the case
+    for readers that say it in their own words (Slack's replies, ``slack_reply`` in
+    ``labels.j2``)."""
 
     reason = Reason.CLIENT
+    kind = "refused"
+
+
+class AlreadyResolved(TransitionRefused):
+    """Acknowledging an alert that is already resolved."""
+
+    kind = "resolved"
+
+
+class MovedOn(TransitionRefused):
+    """An action from an older message: the alert has fired again since."""
+
+    kind = "moved-on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +90,7 @@ def decide(status: str, action: Action) -> Outcome:
         if before is Status.ACKNOWLEDGED:
             return Outcome(before, before, changed=False)
         if before is Status.RESOLVED:
-            raise TransitionRefused(
-                "the alert is already resolved; there is nothing to acknowledge"
-            )
+            raise AlreadyResolved("the alert is already resolved; there is nothing to acknowledge")
         return Outcome(before, Status.ACKNOWLEDGED, changed=True)
     if action.verb is not Verb.RESOLVE:
         raise TransitionRefused(f"{action.verb.value!r} is not something done to one alert")

@@ -190,6 +190,29 @@ async def test_replies_speak_the_pressers_language(slack: Slack) -> None:
     assert replies == ["Quittiert von Jonas Weber.", "Bereits quittiert.", "Resolved by Mei Lin."]
 
 
+async def test_refusals_speak_the_pressers_language(slack: Slack) -> None:
+    """A button of an older message, and Acknowledge on a resolved alert: Jonas reads why in
+    German; the alert is not changed by either."""
+    said = []
+    for user, action, occurrence in [
+        ("U04JONAS1", "notifier.acknowledge", 7),
+        ("U04MEILIN", "notifier.resolve", 1),
+        ("U04JONAS1", "notifier.acknowledge", 1),
+    ]:
+        slack.clock.advance(1)
+        data = body(user, action, f"{slack.alert_id}:{occurrence}")
+        reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
+        assert reply.status_code == 200
+        said.append(reply.json()["text"])
+    assert said == [
+        "Dieser Alarm wurde seit dieser Nachricht erneut ausgelöst: Verwenden Sie die neueste "
+        "Nachricht dazu.",
+        "Resolved by Mei Lin.",
+        "Der Alarm ist bereits behoben: Es gibt nichts zu quittieren.",
+    ]
+    assert slack.status() == ("resolved", None)
+
+
 async def test_resolve_button_resolves(slack: Slack) -> None:
     """Resolve works like the API's resolve (the role allows it)."""
     data = body("U04MEILIN", "notifier.resolve", f"{slack.alert_id}:1")

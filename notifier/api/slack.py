@@ -123,8 +123,10 @@ async def slack_actions(request: Request, ctx: Ctx) -> JSONResponse:
     except _Replay:
         log.warning("slack.refused", why="replay")
         raise HTTPException(409, "this request was already processed") from None
-    except (AlertNotFound, TransitionRefused) as exc:
+    except AlertNotFound as exc:
         return _reply(str(exc))
+    except TransitionRefused as exc:
+        return _reply(_words(ctx, person, exc.kind, verb.value, default=str(exc)))
     if result.follow_ups.notifications or result.follow_ups.timers:
         ctx.on_change()
     log.info("slack.action", alert_id=result.alert_id, verb=verb.value, person=person.id)

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from notifier.directory import Directory
 from notifier.errors import NotifierError, Reason
-from notifier.lifecycle import Action, Outcome, Status, TransitionRefused, Verb, decide
+from notifier.lifecycle import Action, MovedOn, Outcome, Status, Verb, decide
 from notifier.store import audit
 from notifier.store.followups import FollowUps, after_action
 from notifier.store.schema import alert_timeline, alerts
@@ -80,7 +80,7 @@ def apply_action(
         query = query.with_for_update()
     status, current, name, acknowledged_by = conn.execute(query).one()
     if occurrence is not None and occurrence != current:
-        raise TransitionRefused(
+        raise MovedOn(
             f"{name} has fired again since that message (occurrence {current}); act on the "
             "newest message"
         )
