@@ -218,18 +218,17 @@ def slack_labels(
 
     Keys (what :mod:`notifier.slack_blocks` reads): ``severity`` (the heading: "Severity", or
     "Risk" for a policy change) and ``severity_value``, ``status`` and ``status_value``,
-    ``acknowledge``, ``resolve``, ``runbook`` (button texts).
+    ``acknowledge``, ``resolve``, ``runbook`` (button texts). A word the approved labels do
+    not give is left out: the layout has the English one.
     """
     # A policy change has a risk where an alert has a severity (labels.j2 names both).
     scale = "severity" if alert else "risk"
     level = str(alert.get("severity") or policy.get("risk") or "")
     wanted = {
-        "severity": ("slack", scale, scale.capitalize()),
-        "severity_value": (scale, level, level),
-        "status": ("slack", "status", "Status"),
-        "status_value": ("status", status, status),
-        "acknowledge": ("slack", "acknowledge", "Acknowledge"),
-        "resolve": ("slack", "resolve", "Resolve"),
-        "runbook": ("slack", "runbook", "Runbook"),
+        "severity": ("slack", scale, ""),
+        "severity_value": (scale, level, ""),
+        "status": ("slack", "status", ""),
+        "status_value": ("status", status, ""),
+        **{word: ("slack", word, "") for word in ("acknowledge", "resolve", "runbook")},
     }
-    return renderer.labels(locale, wanted)
+    return {key: word for key, word in renderer.labels(locale, wanted).items() if word}

@@ -27,6 +27,7 @@ from notifier.broker import EmbeddedBroker, free_port, publish, records_for
 from notifier.directory import Capability, Directory
 from notifier.mailcatcher import MailCatcher
 from notifier.settings import Settings
+from notifier.slack_blocks import unescape
 from notifier.slack_standin import SlackCall, SlackStandIn
 from notifier.store.queries import counts, notification_summary
 
@@ -283,4 +284,4 @@ def _show_slack_page(directory: Directory, posts: list[SlackCall]) -> None:
 
 def _plain(mrkdwn: str) -> str:
     """Slack mrkdwn as a terminal shows it: entities read back, no bold markers."""
-    return mrkdwn.replace("*", "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return unescape(mrkdwn.replace("*", ""))

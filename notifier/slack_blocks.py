@@ -38,6 +38,7 @@ __all__ = [
     "escape",
     "fallback_text",
     "split_text",
+    "unescape",
 ]
 
 Block = dict[str, Any]
@@ -55,7 +56,8 @@ MAX_BUTTON_VALUE_CHARS = 2000
 MAX_BUTTON_URL_CHARS = 3000
 MAX_BUTTON_TEXT_CHARS = 75
 
-# The framing words when a message carries no translation of them.
+# The framing words when a message carries no translation of them (notifier.compose asks the
+# approved labels.j2 for the reader's).
 _ENGLISH = {
     "severity": "Severity",
     "status": "Status",
@@ -80,6 +82,11 @@ def escape(text: str) -> str:
     ``<https://…|label>``) can form; the rest of the text shows as written.
     """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """The text :func:`escape` was given (for showing Slack text elsewhere)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def fallback_text(message: OutgoingMessage) -> str:

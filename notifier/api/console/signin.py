@@ -191,9 +191,7 @@ async def sign_out(ctx: Ctx, viewer: SignedIn, _: Form) -> Response:
             audit.record(conn, now, viewer.person.id, "console.sign-out", "console", {})
 
     await asyncio.to_thread(record)
-    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
-    return secure_headers(response)
+    return _signed_out()
 
 
 @router.post("/logout/everywhere")
@@ -210,6 +208,11 @@ async def sign_out_everywhere(ctx: Ctx, viewer: SignedIn, _: Form) -> Response:
             audit.record(conn, now, viewer.person.id, "console.sign-out-everywhere", "console", {})
 
     await asyncio.to_thread(record)
+    return _signed_out()
+
+
+def _signed_out() -> Response:
+    """To the sign-in page, the session cookie dropped."""
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return secure_headers(response)

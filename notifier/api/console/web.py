@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 from notifier.api.console.auth import SESSION_COOKIE, Sessions, Viewer, csrf_ok
 from notifier.api.deps import ApiContext
 from notifier.directory import Capability
+from notifier.slack_blocks import unescape
 
 PREFIX = "/console"
 
@@ -65,7 +66,7 @@ _BOLD = re.compile(r"\*([^*\n]+)\*")
 def mrkdwn(text: str) -> Markup:
     """Slack mrkdwn shown as Slack shows it: its entities read back and ``*bold*`` bold;
     everything else escaped for the page."""
-    plain = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    plain = unescape(text)
     parts: list[Markup] = []
     at = 0
     for match in _BOLD.finditer(plain):
