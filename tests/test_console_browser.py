@@ -335,6 +335,7 @@ async def test_slack_gets_its_own_words_keeping_unsaved_edits(
     german = nora.locator("#preview section.preview[data-locale=de] .slack")
     await expect(german.locator(".slack-header")).to_contain_text("[SLACK] [TYPED]")
     await expect(german.locator(".slack-context")).to_contain_text("Risiko:")
+    await expect(nora.locator("#preview")).to_have_attribute("data-state", "ready")
     await german.scroll_into_view_if_needed()
     await _shoot(nora, tmp_path / "slack-preview-phone.png", ["#save"])
 

@@ -2,9 +2,12 @@
 // the incident list refreshes itself. Pages work without this script, only less live.
 "use strict";
 
+// ``fn`` after ``ms`` of quiet; ``.now()`` runs it at once and drops the pending call.
 function debounce(fn, ms) {
   let timer = null;
-  return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  const later = (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+  later.now = (...args) => { clearTimeout(timer); fn(...args); };
+  return later;
 }
 
 // One live pane: POST the editor's form to ``url`` and show the answer in ``target``; a
@@ -15,6 +18,7 @@ function livePane(form, url, target) {
     if (!target || !url) return;
     if (running) running.abort();
     running = new AbortController();
+    target.dataset.state = "busy";
     try {
       const reply = await fetch(url, { method: "POST", body: new FormData(form),
         signal: running.signal, credentials: "same-origin" });
@@ -34,8 +38,11 @@ function livePreview(form) {
     livePane(form, form.dataset.lint, document.getElementById("lint")),
   ];
   const refresh = () => panes.forEach((pane) => pane());
-  form.addEventListener("input", debounce(refresh, 250));
-  form.addEventListener("change", refresh);
+  // A <select> fires "input" and "change" together: the change refreshes at once and
+  // drops the pending typed refresh, so the pane is not replaced a second time 250 ms later.
+  const typed = debounce(refresh, 250);
+  form.addEventListener("input", typed);
+  form.addEventListener("change", () => typed.now());
   refresh();
 }
 
