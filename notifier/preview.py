@@ -30,6 +30,7 @@ import orjson
 
 from notifier import slack_blocks
 from notifier.alertmanager import alertmanager_events
+from notifier.channels.webhook import encode_body
 from notifier.compose import event_context, outgoing
 from notifier.decoding import decode_record
 from notifier.directory import ChannelKind
@@ -153,7 +154,8 @@ class Preview:
     ``language`` is the catalog used (``de`` for ``de_CH``; the default language when the
     locale has none). ``error`` is the TemplateError's message (template, part, locale, file
     and line), with ``subject`` and ``text`` empty and ``html`` None. ``blocks`` is the Slack
-    Block Kit layout the reader would get (Slack previews only; its words in their language).
+    Block Kit layout the reader would get (Slack previews only; its words in their language);
+    ``body`` the JSON document a webhook receiver would get, indented (webhook previews only).
     """
 
     locale: str
@@ -165,6 +167,7 @@ class Preview:
     error: str | None
     elapsed_ms: float
     blocks: list[dict[str, Any]] | None = None
+    body: str | None = None
 
 
 def load_samples(directory: Path) -> list[Sample]:
@@ -305,22 +308,25 @@ def preview(
         rendered = renderer.render(
             template, channel, locale=locale, timezone=timezone, context=context
         )
-        layout = None
-        if channel == ChannelKind.SLACK:
-            layout = slack_blocks.blocks(
-                outgoing(
-                    renderer,
-                    rendered,
-                    context,
-                    channel=channel,
-                    locale=locale,
-                    notification_id="preview",
-                    recipient_name=RECIPIENT,
-                    address="",
-                    alert_id=_alert_id(sample),
-                    occurrence=1,
-                )
+        layout = body = None
+        if channel in (ChannelKind.SLACK, ChannelKind.WEBHOOK):
+            message = outgoing(
+                renderer,
+                rendered,
+                context,
+                channel=channel,
+                locale=locale,
+                notification_id="preview",
+                recipient_name=RECIPIENT,
+                address="",
+                alert_id=_alert_id(sample),
+                occurrence=1,
             )
+            if channel == ChannelKind.SLACK:
+                layout = slack_blocks.blocks(message)
+            else:
+                document = orjson.loads(encode_body(message, _times(sample)))
+                body = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
     except (TemplateError, ConfigError, ValueError) as exc:
         elapsed = (time.perf_counter() - start) * 1000
         return Preview(locale, language, chosen, "", "", None, str(exc), elapsed)
@@ -335,6 +341,7 @@ def preview(
         None,
         elapsed,
         layout,
+        body,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -537,6 +538,14 @@ async def test_slack_can_be_given_its_own_words(console: Console) -> None:
     )
     assert "Slack: Finality lag above 4 epochs on mainnet" in slack["de"]
     assert "Slack:" not in email["de"] and "[Edited]" in email["de"]
+    webhook = _previews(
+        (await editor.post("/console/templates/alert/preview", form | {"channel": "webhook"})).text
+    )
+    body = re.search(r"<pre aria-label=\"Webhook body \(de\)\">(.*?)</pre>", webhook["de"], re.S)
+    assert body is not None, webhook["de"]
+    sent = json.loads(body.group(1))  # unescaped by _previews: what the receiver parses
+    assert sent["language"] == "de" and "[Edited]" in sent["subject"]
+    assert "JSON body" not in email["de"] and "JSON body" not in slack["de"]
     again = await editor.post(
         "/console/templates/alert/parts", {"base": str(draft_id), "add": "slack"}
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from catalogs import PO_TEXTS, SOURCES, TEMPLATES
 
@@ -183,6 +184,28 @@ def test_a_slack_preview_carries_the_block_kit_layout_in_the_readers_language() 
         draft, template="alert", channel="email", locale="de_CH", sample=sample("alert-firing")
     )
     assert email.blocks is None
+
+
+def test_a_webhook_preview_carries_the_body_the_receiver_gets() -> None:
+    """The webhook preview shows the JSON document the channel would POST: the reader's
+    rendered subject and text, the alert's fields and the links; other channels have none."""
+    draft = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
+    shown = preview(
+        draft, template="alert", channel="webhook", locale="de_CH", sample=sample("alert-firing")
+    )
+    assert shown.error is None and shown.body is not None and shown.blocks is None
+    assert shown.body.startswith("{\n  ")  # indented for reading
+    body = orjson.loads(shown.body)
+    assert (body["type"], body["language"]) == ("notifier.notification", "de")
+    assert (body["subject"], body["text"]) == (shown.subject, shown.text)
+    assert body["alert"]["severity"] == "critical" and body["alert"]["status"] == "firing"
+    assert body["links"]["acknowledge"].startswith("https://")
+    assert body["sent_at"] == "2026-11-20T08:02:00.000Z"  # when the sample started
+    for channel in ("email", "slack"):
+        other = preview(
+            draft, template="alert", channel=channel, locale="de_CH", sample=sample("alert-firing")
+        )
+        assert other.error is None and other.body is None
 
 
 def test_the_draft_renderer_is_compiled_once_per_content() -> None:
