@@ -12,7 +12,8 @@ Per run and channel (webhook, then email):
    messages to that receiver, in its own process pinned to one core;
 3. engine: a SQLite store holding --count pending notifications (one per alert) and one
    `notifier run --deliver-only` process pinned to the same core sends them; its rate is
-   measured from the store, first send to last.
+   measured from the store, first send to last, and its CPU time per message while sending
+   (less noisy than a rate on a shared machine), against the bare loop's CPU per message.
 
 With --dead-minutes M, a last phase points the webhook endpoint at a closed port for M
 minutes while 20 new notifications a second keep arriving, and samples the engine's resident
@@ -40,7 +41,7 @@ from typing import Any
 
 import orjson
 import yaml
-from procs import rss_mb
+from procs import cpu_seconds, rss_mb
 from sqlalchemy import func, insert, select
 
 from notifier.broker import free_port
@@ -293,13 +294,17 @@ def start_receiver(channel: str, port: int, tmp: Path) -> subprocess.Popen[bytes
     raise RuntimeError(f"{channel} receiver did not start")
 
 
-def engine_rate(channel: str, count: int, port: int, tmp: Path) -> float:
+def engine_rate(channel: str, count: int, port: int, tmp: Path) -> tuple[float, float]:
+    """The engine's delivery rate (msgs/s, first send to last, from the store) and its CPU
+    microseconds per message while sending (startup excluded: from the first poll that saw
+    a send to the one that saw the last)."""
     url = f"sqlite:///{tmp / f'{channel}.db'}"
     db = Database(url)
     db.migrate()
     seed(db, count, channel)
     cfg = config(tmp, url, port if channel == "email" else free_port(), port)
     proc = start_engine(cfg)
+    cpu_from: tuple[int, float] | None = None
     try:
         while True:
             with db.engine.connect() as conn:
@@ -311,8 +316,11 @@ def engine_rate(channel: str, count: int, port: int, tmp: Path) -> float:
                     ).where(notifications.c.status == "sent")
                 ).one()
                 failed = conn.scalar(select(func.count()).where(notifications.c.status == "failed"))
+            cpu = cpu_seconds(proc.pid)
             if failed:
                 raise RuntimeError(f"{failed} notifications failed")
+            if sent and cpu_from is None:
+                cpu_from = (sent, cpu)
             if sent == count:
                 break
             if proc.poll() is not None:
@@ -323,10 +331,13 @@ def engine_rate(channel: str, count: int, port: int, tmp: Path) -> float:
         db.dispose()
     first_at = datetime.fromisoformat(str(first))
     last_at = datetime.fromisoformat(str(last))
-    return (count - 1) / max((last_at - first_at).total_seconds(), 1e-6)
+    assert cpu_from is not None
+    per_message = (cpu - cpu_from[1]) / max(count - cpu_from[0], 1) * 1e6
+    return (count - 1) / max((last_at - first_at).total_seconds(), 1e-6), per_message
 
 
-def ceiling_rate(channel: str, count: int, port: int) -> float:
+def ceiling_rate(channel: str, count: int, port: int) -> tuple[float, float]:
+    """The bare loop's rate (msgs/s) and CPU microseconds per message."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -345,7 +356,8 @@ def ceiling_rate(channel: str, count: int, port: int) -> float:
     out, _ = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise RuntimeError("bare loop failed")
-    return float(json.loads(out)["rate"])
+    measured = json.loads(out)
+    return float(measured["rate"]), float(measured["cpu_us"])
 
 
 def one_run(count: int, channels: list[str]) -> dict[str, float]:
@@ -356,17 +368,20 @@ def one_run(count: int, channels: list[str]) -> dict[str, float]:
             port = free_port()
             receiver = start_receiver(channel, port, tmp)
             try:
-                ceiling = ceiling_rate(channel, count, port)
-                engine = engine_rate(channel, count, port, tmp)
+                ceiling, bare_cpu_us = ceiling_rate(channel, count, port)
+                engine, cpu_us = engine_rate(channel, count, port, tmp)
             finally:
                 receiver.send_signal(signal.SIGTERM)
                 receiver.wait(timeout=30)
         result[f"{channel}_engine"] = engine
         result[f"{channel}_ceiling"] = ceiling
         result[f"{channel}_ratio"] = engine / ceiling
+        result[f"{channel}_cpu_us"] = cpu_us
+        result[f"{channel}_bare_cpu_us"] = bare_cpu_us
         print(
             f"{channel}: engine {engine:,.0f}/s, bare loop {ceiling:,.0f}/s, "
-            f"ratio {engine / ceiling:.0%}",
+            f"ratio {engine / ceiling:.0%}; CPU per message: engine {cpu_us:,.0f} us, "
+            f"bare loop {bare_cpu_us:,.0f} us",
             flush=True,
         )
     return result
@@ -435,8 +450,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.ceiling:
         loop = bare_webhook if args.ceiling == "webhook" else bare_email
+        cpu = time.process_time()
         rate = asyncio.run(loop(args.port, args.count, CONCURRENCY[args.ceiling]))
-        print(json.dumps({"rate": rate}))
+        cpu_us = (time.process_time() - cpu) / args.count * 1e6
+        print(json.dumps({"rate": rate, "cpu_us": cpu_us}))
         return
     os.sched_setaffinity(0, {0})
     if args.dead_only:
@@ -449,7 +466,9 @@ def main() -> None:
     for channel in channels:
         print(
             f"  {channel}: engine {medians[f'{channel}_engine']:,.0f}/s vs bare loop "
-            f"{medians[f'{channel}_ceiling']:,.0f}/s ({medians[f'{channel}_ratio']:.0%})"
+            f"{medians[f'{channel}_ceiling']:,.0f}/s ({medians[f'{channel}_ratio']:.0%}); "
+            f"CPU per message: engine {medians[f'{channel}_cpu_us']:,.0f} us, "
+            f"bare loop {medians[f'{channel}_bare_cpu_us']:,.0f} us"
         )
     report: dict[str, Any] = {"runs": results, "median": medians}
     if args.dead_minutes:

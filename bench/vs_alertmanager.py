@@ -57,6 +57,7 @@ from aiokafka import AIOKafkaProducer
 from delivery import SAMPLE, SECRET, stop
 from delivery import config as delivery_config
 from pipeline import DRIVER_CPU, ENGINE_CPU, PARTITIONS, committed, write_config
+from procs import cpu_seconds
 
 from notifier.broker import EmbeddedBroker, ensure_topics, free_port, produce, records_for
 from notifier.channels.webhook import verify
@@ -177,13 +178,6 @@ async def serve_receiver(port: int, secret: bytes) -> None:
 
 
 # --- the driver's side ---------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rpartition(")")[2].split()  # fields from 3 (state) on; comm may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_pinned(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
+from aiosmtplib.email import flatten_message
 from pydantic import SecretStr
 
+from notifier.channels import email as email_channel
 from notifier.channels.email import EmailChannel, classify
 from notifier.errors import (
     ConfigError,
@@ -120,6 +125,30 @@ async def test_headers_carry_ids_language_and_encoded_name(
     to_line = next(h for h in mail.path.read_bytes().split(b"\r\n") if h.startswith(b"To:"))
     assert to_line.isascii()
     assert b"=?utf-8?" in to_line
+
+
+def test_header_classes_made_once_change_no_byte_of_the_message(
+    smtp_settings: SmtpSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel's policy makes each header class once (the stdlib makes one per header),
+    and the bytes sent are those the standard policy gives, non-ASCII name and subject too."""
+    registry = email_channel.POLICY.header_factory
+    assert isinstance(registry, HeaderRegistry)
+    assert registry["Subject"] is registry["subject"] is registry["SUBJECT"]
+    assert registry["X-Anything"] is registry["x-anything"]
+    assert HeaderRegistry()["Subject"] is not HeaderRegistry()["Subject"]  # why it exists
+
+    channel = EmailChannel(smtp_settings, clock=FixedClock())
+    message = outgoing(subject="Knoten ausgefallen: validator-7, Prüfung nötig " * 3)
+
+    def sent_bytes() -> bytes:
+        mail = channel._compose(message, "<ntf-0001@notifier.test>")
+        return re.sub(rb"={15}\d+==", b"BOUNDARY", flatten_message(mail))  # random
+
+    ours = sent_bytes()
+    monkeypatch.setattr(email_channel, "POLICY", email.policy.default)
+    assert ours == sent_bytes()
+    assert b"=?utf-8?" in ours.split(b"\r\n\r\n")[0]  # the headers were encoded
 
 
 async def test_resend_of_same_notification_keeps_message_id(
