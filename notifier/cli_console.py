@@ -74,5 +74,5 @@ def export_templates(state: CliState, templates_dir: Path | None, locales_dir: P
     finally:
         db.dispose()
     for path in written:
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {path}" if path.exists() else f"removed {path}")
     click.echo(f"{len(written)} file(s) changed" if written else "files already match the library")

@@ -66,12 +66,14 @@ def seed(db: Database, templates_dir: Path, locales_dir: Path, clock: Clock) -> 
 def export(db: Database, templates_dir: Path, locales_dir: Path) -> list[Path]:
     """Write the live (approved) set back to files, for review in git; return what changed.
 
-    Files of a unit the library holds but the live version lacks are left alone: removing
-    files is a decision for the reviewer in git.
+    A template file of a live unit that its live version no longer has (a channel's own
+    parts removed in the console) is deleted, so the folder holds exactly what is approved
+    and seeds back as it (git shows the deletion for review). Files of units the library
+    does not hold are left alone.
     """
     with db.engine.connect() as conn:
         live = store.live_set(conn)
-    written = []
+    changed = []
     targets = [(templates_dir, path, text) for path, text in live.sources.items()]
     targets += [
         (locales_dir, f"{language}/{CATALOG_FILE}", text)
@@ -83,8 +85,14 @@ def export(db: Database, templates_dir: Path, locales_dir: Path) -> list[Path]:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+        changed.append(path)
+    live_units = {unit_of(path) for path in live.sources}
+    for unit, files in sorted(template_units(templates_dir).items()):
+        if unit in live_units:
+            for relative in sorted(set(files) - set(live.sources)):
+                (templates_dir / relative).unlink()
+                changed.append(templates_dir / relative)
+    return changed
 
 
 class LibraryFollower:

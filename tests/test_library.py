@@ -477,6 +477,45 @@ def test_export_writes_the_live_set_and_is_idempotent(
     assert library.seed(db, templates, locales, clock) == []
 
 
+def test_export_removes_the_parts_the_live_version_no_longer_has(
+    seeded: Database, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Slack got its own subject (approved, exported), then said what the email says again
+    (approved): export deletes the Slack file, so the folder seeds back as the live version
+    and no draft appears; files of a unit the library does not hold stay."""
+    db = seeded
+    slack = "alert/slack.subject.j2"
+    live = _live(db, "alert")
+    clock.advance(60)
+    with db.transaction() as conn:
+        own = store.save_draft(
+            conn,
+            "template",
+            "alert",
+            {**live.files, slack: "Slack: {{ alert.summary }}\n"},
+            author=EDITOR,
+            now=clock.now(),
+        )
+    _approve(db, clock, own)
+    templates, locales = tmp_path / "templates", tmp_path / "locales"
+    assert templates / slack in library.export(db, templates, locales)
+    stranger = templates / "newcomer" / "email.subject.j2"  # not in the library (yet)
+    stranger.parent.mkdir()
+    stranger.write_text("New\n")
+
+    clock.advance(60)
+    with db.transaction() as conn:
+        again = store.save_draft(
+            conn, "template", "alert", dict(live.files), author=EDITOR, now=clock.now()
+        )
+    _approve(db, clock, again)
+    assert library.export(db, templates, locales) == [templates / slack]
+    assert not (templates / slack).exists() and stranger.read_text() == "New\n"
+    assert library.export(db, templates, locales) == []
+    stranger.unlink()
+    assert library.seed(db, templates, locales, clock) == []
+
+
 def test_export_over_the_shipped_files_writes_only_what_changed(
     seeded: Database, clock: FakeClock, tmp_path: Path
 ) -> None:
