@@ -203,6 +203,8 @@ SLACK_REPLIES = (
     ("resolved", "acknowledge"),
     ("moved-on", "acknowledge"),
     ("moved-on", "resolve"),
+    ("unknown-person", "acknowledge"),
+    ("no-alert", "acknowledge"),
 )
 
 

@@ -3,6 +3,7 @@ who may press which button, and the action applied to the alert."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -87,8 +88,8 @@ def _context(
     return ApiContext(settings, db, directory, clock, signer, publish, ready, renderer=renderer)
 
 
-@pytest.fixture
-async def slack(tmp_path: Path) -> AsyncIterator[Slack]:
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, default_locale: str = "en") -> AsyncIterator[Slack]:
     """The API with a Slack signing secret, over a store holding the firing sample alert."""
     db = Database(f"sqlite:///{tmp_path / 's.db'}")
     db.migrate()
@@ -99,15 +100,28 @@ async def slack(tmp_path: Path) -> AsyncIterator[Slack]:
     doc = (ROOT / "config" / "samples" / "alert-firing.json").read_bytes()
     records = [RawRecord("t", 0, 0, None, doc, ())]
     proc.apply(records, proc.decode(records))
-    settings = Settings(config_dir=ROOT / "config", slack={"signing_secret": SECRET})
+    settings = Settings(
+        config_dir=ROOT / "config",
+        slack={"signing_secret": SECRET},
+        templates={"default_locale": default_locale},
+    )
     server = HttpServer(create_app(_context(settings, db, directory, clock)), "127.0.0.1", 0)
     await server.start()
     with db.engine.connect() as conn:
         alert_id = str(conn.scalar(select(alerts.c.id)))
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
-        yield Slack(client, db, clock, alert_id)
-    await server.stop()
-    db.dispose()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            yield Slack(client, db, clock, alert_id)
+    finally:
+        await server.stop()
+        db.dispose()
+
+
+@pytest.fixture
+async def slack(tmp_path: Path) -> AsyncIterator[Slack]:
+    """The API with a Slack signing secret, over a store holding the firing sample alert."""
+    async with serve(tmp_path) as app:
+        yield app
 
 
 async def test_a_signed_click_acknowledges_as_the_mapped_person(slack: Slack) -> None:
@@ -211,6 +225,33 @@ async def test_refusals_speak_the_pressers_language(slack: Slack) -> None:
         "Der Alarm ist bereits behoben: Es gibt nichts zu quittieren.",
     ]
     assert slack.status() == ("resolved", None)
+
+
+async def test_strangers_and_purged_alerts_hear_why_in_a_language(tmp_path: Path) -> None:
+    """A Slack user in no directory entry is answered in the deployment's default language
+    (Spanish here: nobody to take a language from); a button of an alert the store no longer
+    holds is answered in the presser's language. Nothing changes."""
+    async with serve(tmp_path, default_locale="es") as slack:
+        said = []
+        for user, value in [
+            ("U0STRANGER", f"{slack.alert_id}:1"),
+            ("U04JONAS1", "f" * 32 + ":1"),  # Jonas reads German
+            ("U04MEILIN", "f" * 32 + ":1"),
+        ]:
+            slack.clock.advance(1)
+            data = body(user, "notifier.acknowledge", value)
+            reply = await slack.client.post(
+                "/slack/actions", content=data, headers=slack.sign(data)
+            )
+            assert reply.status_code == 200
+            said.append(reply.json()["text"])
+        assert said == [
+            "Su cuenta de Slack no figura en el directorio de notifier: pida a un administrador "
+            "que añada su ID de Slack.",
+            "Dieser Alarm ist nicht mehr in notifier gespeichert: Es wurde nichts geändert.",
+            "This alert is no longer in notifier's store: nothing was changed.",
+        ]
+        assert slack.status() == ("firing", None)
 
 
 async def test_resolve_button_resolves(slack: Slack) -> None:

@@ -91,10 +91,16 @@ async def slack_actions(request: Request, ctx: Ctx) -> JSONResponse:
         return _reply("This button is not one of notifier's.")
     person = ctx.directory.by_slack_id(slack_user)
     if person is None:
-        return _reply("Your Slack account is not in notifier's directory; ask an admin.")
+        # Nobody to take a language from: the deployment's default language.
+        unknown = (
+            "Your Slack account is not in notifier's directory: "
+            "ask an administrator to add your Slack id."
+        )
+        locale = ctx.settings.templates.default_locale
+        return _reply(_words(ctx, locale, "", "unknown-person", verb.value, default=unknown))
     if not ctx.directory.may(person.id, verb):
         refused = f"Your role does not allow you to {verb.value} alerts."
-        return _reply(_words(ctx, person, "refused", verb.value, default=refused))
+        return _reply(_said(ctx, person, "refused", verb.value, default=refused))
     now = ctx.clock.now()
     act = Action(verb, person.id, "slack", now)
     nonce = "slack:" + hashlib.sha256(signature.encode()).hexdigest()[:56]
@@ -123,28 +129,34 @@ async def slack_actions(request: Request, ctx: Ctx) -> JSONResponse:
     except _Replay:
         log.warning("slack.refused", why="replay")
         raise HTTPException(409, "this request was already processed") from None
-    except AlertNotFound as exc:
-        return _reply(str(exc))
+    except AlertNotFound:
+        gone = "This alert is no longer in notifier's store: nothing was changed."
+        return _reply(_said(ctx, person, "no-alert", verb.value, default=gone))
     except TransitionRefused as exc:
-        return _reply(_words(ctx, person, exc.kind, verb.value, default=str(exc)))
+        return _reply(_said(ctx, person, exc.kind, verb.value, default=str(exc)))
     if result.follow_ups.notifications or result.follow_ups.timers:
         ctx.on_change()
     log.info("slack.action", alert_id=result.alert_id, verb=verb.value, person=person.id)
     after = result.outcome.after.value
     if result.outcome.already:
-        return _reply(_words(ctx, person, "already", after, default=f"Already {after}."))
+        return _reply(_said(ctx, person, "already", after, default=f"Already {after}."))
     done = f"{after.capitalize()} by {person.name}."
-    return _reply(_words(ctx, person, "done", after, default=done))
+    return _reply(_said(ctx, person, "done", after, default=done))
 
 
-def _words(ctx: ApiContext, person: Person, reply: str, outcome: str, *, default: str) -> str:
-    """The reply in the presser's language (the approved labels' ``slack_reply``), else
+def _said(ctx: ApiContext, person: Person, reply: str, outcome: str, *, default: str) -> str:
+    """The reply in the presser's language."""
+    return _words(ctx, person.locale, person.name, reply, outcome, default=default)
+
+
+def _words(
+    ctx: ApiContext, locale: str, name: str, reply: str, outcome: str, *, default: str
+) -> str:
+    """The reply in ``locale``'s language (the approved labels' ``slack_reply``), else
     ``default`` (English)."""
     if ctx.renderer is None:
         return default
-    return ctx.renderer.label(
-        person.locale, "slack_reply", reply, outcome, person.name, default=default
-    )
+    return ctx.renderer.label(locale, "slack_reply", reply, outcome, name, default=default)
 
 
 def _parse(body: bytes) -> tuple[str, str, str] | None:
