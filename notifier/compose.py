@@ -187,7 +187,28 @@ def outgoing(
         thread=thread,
         mention=mention,
         labels=labels,
+        digest=digest_summary(context["details"]) if context["status"] == "digest" else None,
     )
+
+
+DIGEST_ITEM_FIELDS = ("alert_id", "name", "severity", "status", "summary", "labels")
+
+
+def digest_summary(details: Mapping[str, Any]) -> dict[str, Any]:
+    """What a digest lists, for channels that carry structure as well as text (webhook
+    bodies): why it was bundled (``reason``: grouped, throttled, quiet), the ``group``'s
+    labels (or None), how many alerts it stands for (``count``), when it was due
+    (``due_at``) and the alerts listed (``items``, at most the first few of ``count``)."""
+    return {
+        "reason": details.get("reason"),
+        "group": details.get("group"),
+        "count": details.get("count"),
+        "due_at": details.get("due_at"),
+        "items": [
+            {key: item.get(key) for key in DIGEST_ITEM_FIELDS}
+            for item in details.get("items") or []
+        ],
+    }
 
 
 # The labels.j2 macro calls the engine makes besides templates' own (the linter renders each

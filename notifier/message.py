@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,9 @@ class OutgoingMessage:
     of the person the message is about (who acknowledged), if known. ``labels`` are the
     framing words a channel lays out around the text, in the reader's language (Slack:
     ``severity``/``status`` headings and values, button texts; see
-    :func:`notifier.compose.slack_labels`); a missing one is shown in English.
+    :func:`notifier.compose.slack_labels`); a missing one is shown in English. ``digest`` is
+    what a digest lists (``reason``, ``group``, ``count``, ``due_at``, ``items``: see
+    :func:`notifier.compose.digest_summary`), None for any other message.
     """
 
     notification_id: str
@@ -54,3 +57,4 @@ class OutgoingMessage:
     thread: str | None = None
     mention: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    digest: Mapping[str, Any] | None = None

@@ -201,11 +201,38 @@ def test_a_webhook_preview_carries_the_body_the_receiver_gets() -> None:
     assert body["alert"]["severity"] == "critical" and body["alert"]["status"] == "firing"
     assert body["links"]["acknowledge"].startswith("https://")
     assert body["sent_at"] == "2026-11-20T08:02:00.000Z"  # when the sample started
+    assert body["digest"] is None
     for channel in ("email", "slack"):
         other = preview(
             draft, template="alert", channel=channel, locale="de_CH", sample=sample("alert-firing")
         )
         assert other.error is None and other.body is None
+
+
+def test_a_digest_webhook_lists_its_alerts_as_data() -> None:
+    """A digest's webhook body carries what it lists as structure (machine receivers need
+    not parse the text): why, the group, how many, when due, and each alert listed."""
+    draft = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
+    shown = preview(
+        draft,
+        template="digest",
+        channel="webhook",
+        locale="es",
+        sample=sample("alert-firing"),
+        variant="grouped",
+    )
+    assert shown.error is None and shown.body is not None
+    body = orjson.loads(shown.body)
+    digest = body["digest"]
+    assert body["alert"]["status"] == "digest"
+    assert (digest["reason"], digest["count"]) == ("grouped", 5)
+    assert digest["group"] == {"network": "mainnet", "alertname": "ConsensusFinalityLag"}
+    assert digest["due_at"] == "2026-11-20T08:07:00.000Z"
+    assert [item["status"] for item in digest["items"]] == ["firing", "resolved", "firing"]
+    first = digest["items"][0]
+    assert first["alert_id"] == body["alert"]["id"]
+    assert set(first) == {"alert_id", "name", "severity", "status", "summary", "labels"}
+    assert first["summary"] in body["text"]
 
 
 def test_the_draft_renderer_is_compiled_once_per_content() -> None:

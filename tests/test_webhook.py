@@ -277,6 +277,7 @@ async def test_body_schema_and_headers(make_channel: MakeChannel, receiver: Rece
         "html": "<p>Knoten <b>validator-7</b></p>",
         "links": {"acknowledge": "https://notifier.example.org/ack/t0k"},
         "template_hash": "sha256:abc123",
+        "digest": None,
     }
 
 

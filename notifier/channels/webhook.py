@@ -42,7 +42,21 @@ Body (JSON object, schema ``version`` 1; a version only ever gains fields)::
       "text": "...",                       plain text
       "html": "...",                       or null
       "links": {"acknowledge": "https://..."},   signed links for this reader; may be {}
-      "template_hash": "sha256:..."        the exact template version used
+      "template_hash": "sha256:...",       the exact template version used
+      "digest": null                       a digest's list (below); null for other messages
+    }
+
+A digest (``alert.status`` is ``digest``; ``alert`` is the first alert it lists) carries::
+
+    {
+      "reason": "grouped",                 grouped, throttled or quiet (hours)
+      "group": {"network": "mainnet", "alertname": "..."},   the group's labels, or null
+      "count": 5,                          alerts the digest stands for
+      "due_at": "2024-05-17T09:35:00.000Z",
+      "items": [                           the first of them (up to 50), in arrival order
+        {"alert_id": "...", "name": "...", "severity": "warning", "status": "firing",
+         "summary": "...", "labels": {"instance": "node-7"}}
+      ]
     }
 
 Receivers should check the signature with :func:`verify` (or the same computation: recompute
@@ -284,10 +298,19 @@ class WebhookChannel:
             return response.status, response.headers
 
 
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def encode_body(message: OutgoingMessage, now: datetime) -> bytes:
     """The JSON body for ``message`` sent at ``now`` (schema in the module docstring)."""
     rendered = message.rendered
-    sent_at = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sent_at = _utc(now)
+    digest = None
+    if message.digest is not None:
+        digest = dict(message.digest)
+        due = digest.get("due_at")
+        digest["due_at"] = _utc(due) if isinstance(due, datetime) else due
     document = {
         "version": BODY_VERSION,
         "type": "notifier.notification",
@@ -307,6 +330,7 @@ def encode_body(message: OutgoingMessage, now: datetime) -> bytes:
         "html": rendered.html,
         "links": dict(message.links),
         "template_hash": rendered.template_hash,
+        "digest": digest,
     }
     return orjson.dumps(document)
 
