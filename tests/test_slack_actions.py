@@ -54,6 +54,14 @@ class Slack:
             "Content-Type": "application/x-www-form-urlencoded",
         }
 
+    async def press(self, user: str, action: str, value: str) -> str:
+        """A fresh signed press (replays are refused) by ``user``; the reply's text."""
+        self.clock.advance(1)
+        data = body(user, action, value)
+        reply = await self.client.post("/slack/actions", content=data, headers=self.sign(data))
+        assert reply.status_code == 200
+        return str(reply.json()["text"])
+
     def status(self) -> tuple[str, str | None]:
         with self.db.engine.connect() as conn:
             row = conn.execute(select(alerts.c.status, alerts.c.acknowledged_by)).one()
@@ -197,27 +205,19 @@ async def test_replies_speak_the_pressers_language(slack: Slack) -> None:
         ("U04JONAS1", "notifier.acknowledge"),
         ("U04MEILIN", "notifier.resolve"),
     ]:
-        slack.clock.advance(1)
-        data = body(user, action, f"{slack.alert_id}:1")
-        reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
-        replies.append(reply.json()["text"])
+        replies.append(await slack.press(user, action, f"{slack.alert_id}:1"))
     assert replies == ["Quittiert von Jonas Weber.", "Bereits quittiert.", "Resolved by Mei Lin."]
 
 
 async def test_refusals_speak_the_pressers_language(slack: Slack) -> None:
     """A button of an older message, and Acknowledge on a resolved alert: Jonas reads why in
     German; the alert is not changed by either."""
-    said = []
-    for user, action, occurrence in [
+    presses = [
         ("U04JONAS1", "notifier.acknowledge", 7),
         ("U04MEILIN", "notifier.resolve", 1),
         ("U04JONAS1", "notifier.acknowledge", 1),
-    ]:
-        slack.clock.advance(1)
-        data = body(user, action, f"{slack.alert_id}:{occurrence}")
-        reply = await slack.client.post("/slack/actions", content=data, headers=slack.sign(data))
-        assert reply.status_code == 200
-        said.append(reply.json()["text"])
+    ]
+    said = [await slack.press(u, action, f"{slack.alert_id}:{n}") for u, action, n in presses]
     assert said == [
         "Dieser Alarm wurde seit dieser Nachricht erneut ausgelöst: Verwenden Sie die neueste "
         "Nachricht dazu.",
@@ -232,19 +232,15 @@ async def test_strangers_and_purged_alerts_hear_why_in_a_language(tmp_path: Path
     (Spanish here: nobody to take a language from); a button of an alert the store no longer
     holds is answered in the presser's language. Nothing changes."""
     async with serve(tmp_path, default_locale="es") as slack:
-        said = []
-        for user, value in [
-            ("U0STRANGER", f"{slack.alert_id}:1"),
-            ("U04JONAS1", "f" * 32 + ":1"),  # Jonas reads German
-            ("U04MEILIN", "f" * 32 + ":1"),
-        ]:
-            slack.clock.advance(1)
-            data = body(user, "notifier.acknowledge", value)
-            reply = await slack.client.post(
-                "/slack/actions", content=data, headers=slack.sign(data)
-            )
-            assert reply.status_code == 200
-            said.append(reply.json()["text"])
+        gone = "f" * 32 + ":1"  # an alert id the store does not hold
+        said = [
+            await slack.press(user, "notifier.acknowledge", value)
+            for user, value in [
+                ("U0STRANGER", f"{slack.alert_id}:1"),
+                ("U04JONAS1", gone),  # Jonas reads German
+                ("U04MEILIN", gone),
+            ]
+        ]
         assert said == [
             "Su cuenta de Slack no figura en el directorio de notifier: pida a un administrador "
             "que añada su ID de Slack.",
