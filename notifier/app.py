@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from notifier.api.app import create_app
+from notifier.api.console.web import PREFIX as CONSOLE_PREFIX
 from notifier.api.deps import ApiContext
 from notifier.api.server import HttpServer
 from notifier.broker import Publisher, broker_problem, ensure_topics
@@ -26,7 +27,7 @@ from notifier.channels.email import EmailChannel
 from notifier.channels.slack import SlackChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.clock import Clock, SystemClock
-from notifier.directory import ChannelKind, Directory
+from notifier.directory import Capability, ChannelKind, Directory
 from notifier.errors import ConfigError
 from notifier.holdkeeper import HoldKeeper
 from notifier.i18n import Catalogs
@@ -260,11 +261,16 @@ class Engine:
 
         Pages (``firing``, ``escalated-N``) to people allowed to acknowledge get an
         acknowledgment link; policy notices to tiers that must confirm receipt, and the
-        reminders about them, get a confirm-receipt link.
+        reminders about them, get a confirm-receipt link; people who may use the console get
+        the alert's page there (``incident``: a plain address, the console asks them to sign
+        in), so nobody outside the team learns where the console is.
         """
-        base = self.config.settings.http.public_url
+        s = self.config.settings
+        base = s.http.public_url
         status, _ = split_kind(n.kind)
         links = {}
+        if s.console.enabled and self.config.directory.may(n.person_id, Capability.VIEW):
+            links["incident"] = f"{base.rstrip('/')}{CONSOLE_PREFIX}/incidents/{n.alert_id}"
         if status in ("firing", "escalated") and self.config.directory.may(
             n.person_id, Verb.ACKNOWLEDGE
         ):

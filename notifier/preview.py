@@ -589,11 +589,13 @@ def _digest_details(sample: Sample, reason: str, start: datetime) -> dict[str, A
 def _links(template: str, status: str) -> dict[str, str]:
     """The links the engine makes for such a message (see ``links_for`` in notifier.app)."""
     token = "EXAMPLE-TOKEN"  # noqa: S105 - a placeholder shown in previews, not a secret
+    # Readers who may use the console (responders, commanders) also get the alert's page.
+    page = {"incident": f"{EXAMPLE_BASE_URL}/console/incidents/EXAMPLE"}
     if status in ("firing", "escalated"):
-        return {"acknowledge": f"{EXAMPLE_BASE_URL}/ack/{token}"}
+        return {"acknowledge": f"{EXAMPLE_BASE_URL}/ack/{token}", **page}
     if (status == "notice" and template != "public-advisory") or status == "receipt-reminder":
         return {"confirm": f"{EXAMPLE_BASE_URL}/receipt/{token}"}
-    return {}
+    return page if template == "alert" else {}
 
 
 def _alert_id(sample: Sample) -> str:

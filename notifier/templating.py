@@ -58,8 +58,9 @@ Render context contract (built by the engine; templates may rely on exactly this
     recipient:     {name, locale, timezone}
     tier:          str
     event:         {id, source, time (aware datetime | None)}
-    links:         {acknowledge?: str, confirm?: str}   (addresses made for this recipient:
-                   ``confirm`` opens a "confirm receipt" page; may be empty: test with
+    links:         {acknowledge?: str, confirm?: str, incident?: str}   (addresses made for
+                   this recipient: ``confirm`` opens a "confirm receipt" page, ``incident``
+                   the alert's page in the web console; may be empty: test with
                    ``links.get("confirm")`` and ``is weburl``, never assume a key)
 
     (Shipped templates by status: "alert" firing, escalated, acknowledged, resolved;

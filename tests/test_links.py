@@ -232,14 +232,14 @@ def test_unusable_configuration_is_a_config_error(
 @pytest.mark.parametrize(
     ("kind", "person", "tier", "expected"),
     [
-        ("firing", "mei.lin", "commanders", {"acknowledge"}),
-        ("escalated-2", "priya.raman", "escalation", {"acknowledge"}),
+        ("firing", "mei.lin", "commanders", {"acknowledge", "incident"}),
+        ("escalated-2", "priya.raman", "escalation", {"acknowledge", "incident"}),
         ("firing", "carlos.ruiz", "partners", set()),  # partners may not acknowledge
-        ("resolved", "mei.lin", "commanders", set()),
+        ("resolved", "mei.lin", "commanders", {"incident"}),
         ("notice", "carlos.ruiz", "partners", {"confirm"}),  # partners confirm receipt
-        ("notice", "mei.lin", "commanders", set()),
-        ("receipt-reminder", "sofia.navarro", "regulators", {"confirm"}),
-        ("acknowledged", "ana.costa", "responders", set()),
+        ("notice", "mei.lin", "commanders", {"incident"}),
+        ("receipt-reminder", "sofia.navarro", "regulators", {"confirm"}),  # no console
+        ("acknowledged", "ana.costa", "responders", {"incident"}),
     ],
 )
 def test_the_engine_offers_each_reader_the_links_meant_for_them(
@@ -247,7 +247,8 @@ def test_the_engine_offers_each_reader_the_links_meant_for_them(
 ) -> None:
     """Pages carry an acknowledgment link for those allowed to acknowledge; notices to tiers
     that must confirm receipt, and reminders about them, a confirm-receipt link; each link
-    verifies only with its own signer, for the reader it was made for."""
+    verifies only with its own signer, for the reader it was made for. Whoever may use the
+    console gets the alert's page there (a plain address: the console asks for a sign-in)."""
     settings = Settings(config_dir=ROOT / "config", store={"url": f"sqlite:///{tmp_path / 'e.db'}"})
     engine = Engine(load_configuration(settings), clock=FakeClock(START))
     n = PendingNotification(
@@ -270,6 +271,8 @@ def test_the_engine_offers_each_reader_the_links_meant_for_them(
     )
     links = engine.links_for(n)
     assert set(links) == expected
+    page = links.pop("incident", None)
+    assert page in (None, f"{settings.http.public_url}/console/incidents/a1")
     for name, url in links.items():
         path, token = url.rsplit("/", 2)[-2:]
         own, other = (
@@ -283,3 +286,32 @@ def test_the_engine_offers_each_reader_the_links_meant_for_them(
         assert (claim.alert_id, claim.occurrence, claim.person_id) == ("a1", 2, person)
         with pytest.raises(LinkInvalid):
             other.verify(token)
+
+
+def test_no_console_no_incident_page(tmp_path: Path) -> None:
+    """With the console off, messages do not point at it."""
+    settings = Settings(
+        config_dir=ROOT / "config",
+        store={"url": f"sqlite:///{tmp_path / 'e.db'}"},
+        console={"enabled": False},
+    )
+    engine = Engine(load_configuration(settings), clock=FakeClock(START))
+    n = PendingNotification(
+        id="n",
+        alert_id="a1",
+        fingerprint="f",
+        occurrence=1,
+        kind="firing",
+        person_id="mei.lin",
+        channel="email",
+        address="x@example.org",
+        recipient_name="X",
+        tier="commanders",
+        template="alert",
+        clearance="restricted",
+        locale="en",
+        timezone="UTC",
+        dispatches=0,
+        payload={},
+    )
+    assert set(engine.links_for(n)) == {"acknowledge"}

@@ -102,10 +102,13 @@ def test_an_unknown_filter_inside_a_branch_is_a_syntax_error() -> None:
 
 
 def test_an_undefined_variable_is_found_with_its_line() -> None:
-    edit = replace_line(51, "{{ alert.summary }} ({{ ticket_url }})")
+    line = SOURCES["alert/email.text.j2"].split("\n").index("{{ alert.summary }}") + 1
+    edit = replace_line(line, "{{ alert.summary }} ({{ ticket_url }})")
     findings = run("alert", "alert/email.text.j2", edit)
     undefined = of(findings, "undefined")
-    assert [(f.level, f.path, f.line) for f in undefined] == [("error", "alert/email.text.j2", 51)]
+    assert [(f.level, f.path, f.line) for f in undefined] == [
+        ("error", "alert/email.text.j2", line)
+    ]
     assert "'ticket_url'" in undefined[0].message
 
 

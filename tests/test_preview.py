@@ -235,6 +235,21 @@ def test_a_digest_webhook_lists_its_alerts_as_data() -> None:
     assert first["summary"] in body["text"]
 
 
+def test_readers_who_may_use_the_console_see_the_incident_page() -> None:
+    """The alert's email names its page in the console, in the reader's words (a plain link
+    in the text, a real one in the HTML); a reader without the link sees no such line."""
+    draft = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
+    shown = preview(
+        draft, template="alert", channel="email", locale="de", sample=sample("alert-firing")
+    )
+    page = "https://notifier.example/console/incidents/EXAMPLE"
+    assert f"Vorfallseite: {page}" in shown.text
+    assert shown.html is not None and f'<a href="{page}">{page}</a>' in shown.html
+    context = {**contextual("firing", "alert-firing"), "links": {}}
+    rendered = draft.render("alert", "email", locale="de", timezone="UTC", context=context)
+    assert "Vorfallseite" not in rendered.text
+
+
 def test_the_draft_renderer_is_compiled_once_per_content() -> None:
     first = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
     assert library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS) is first
@@ -312,7 +327,10 @@ def test_sample_context_follows_the_contract() -> None:
     escalated = contextual("escalated", "alert-firing")
     assert escalated["kind"] == "alert" and escalated["status"] == "escalated"
     assert escalated["step"] == 2
-    assert escalated["links"] == {"acknowledge": "https://notifier.example/ack/EXAMPLE-TOKEN"}
+    assert escalated["links"] == {
+        "acknowledge": "https://notifier.example/ack/EXAMPLE-TOKEN",
+        "incident": "https://notifier.example/console/incidents/EXAMPLE",
+    }
     assert escalated["recipient"] == {
         "name": "Ada Lovelace",
         "locale": "de",
@@ -325,7 +343,7 @@ def test_sample_context_follows_the_contract() -> None:
     }
     acknowledged = contextual("acknowledged", "alert-firing")
     assert acknowledged["details"]["by"] == "Grace Hopper"
-    assert acknowledged["links"] == {}
+    assert set(acknowledged["links"]) == {"incident"}  # nothing left to acknowledge
     resolved_by_monitoring = contextual("resolved", "alert-resolved")
     assert resolved_by_monitoring["details"] == {}
     overdue = contextual("receipt-overdue", "policy-hot-patch", template="receipt")
