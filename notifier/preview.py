@@ -595,7 +595,7 @@ def _links(template: str, status: str) -> dict[str, str]:
         return {"acknowledge": f"{EXAMPLE_BASE_URL}/ack/{token}", **page}
     if (status == "notice" and template != "public-advisory") or status == "receipt-reminder":
         return {"confirm": f"{EXAMPLE_BASE_URL}/receipt/{token}"}
-    return page if template == "alert" else {}
+    return page if template in ("alert", "reminder") else {}
 
 
 def _alert_id(sample: Sample) -> str:

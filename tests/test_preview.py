@@ -236,8 +236,9 @@ def test_a_digest_webhook_lists_its_alerts_as_data() -> None:
 
 
 def test_readers_who_may_use_the_console_see_the_incident_page() -> None:
-    """The alert's email names its page in the console, in the reader's words (a plain link
-    in the text, a real one in the HTML); a reader without the link sees no such line."""
+    """The alert's email, and reminders to commanders, name its page in the console in the
+    reader's words (a plain link in the text, a real one in the HTML); a reader without the
+    link sees no such line."""
     draft = library_renderer(SETTINGS, dict(SOURCES), PO_TEXTS)
     shown = preview(
         draft, template="alert", channel="email", locale="de", sample=sample("alert-firing")
@@ -248,6 +249,17 @@ def test_readers_who_may_use_the_console_see_the_incident_page() -> None:
     context = {**contextual("firing", "alert-firing"), "links": {}}
     rendered = draft.render("alert", "email", locale="de", timezone="UTC", context=context)
     assert "Vorfallseite" not in rendered.text
+    for status in ("ack-escalated", "unreachable"):  # to commanders, about an alert
+        reminder = preview(
+            draft,
+            template="reminder",
+            channel="email",
+            locale="es",
+            sample=sample("alert-firing"),
+            status=status,
+        )
+        assert reminder.error is None, reminder.error
+        assert f"Página del incidente: {page}" in reminder.text
 
 
 def test_the_draft_renderer_is_compiled_once_per_content() -> None:
