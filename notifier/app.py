@@ -263,13 +263,16 @@ class Engine:
         acknowledgment link; policy notices to tiers that must confirm receipt, and the
         reminders about them, get a confirm-receipt link; people who may use the console get
         the alert's page there (``incident``: a plain address, the console asks them to sign
-        in), so nobody outside the team learns where the console is.
+        in; not for digests, which list several alerts), so nobody outside the team learns
+        where the console is.
         """
         s = self.config.settings
         base = s.http.public_url
         status, _ = split_kind(n.kind)
         links = {}
-        if s.console.enabled and self.config.directory.may(n.person_id, Capability.VIEW):
+        # A digest is about several alerts: the first one's page would mislead.
+        console = s.console.enabled and status != "digest"
+        if console and self.config.directory.may(n.person_id, Capability.VIEW):
             links["incident"] = f"{base.rstrip('/')}{CONSOLE_PREFIX}/incidents/{n.alert_id}"
         if status in ("firing", "escalated") and self.config.directory.may(
             n.person_id, Verb.ACKNOWLEDGE

@@ -240,6 +240,7 @@ def test_unusable_configuration_is_a_config_error(
         ("notice", "mei.lin", "commanders", {"incident"}),
         ("receipt-reminder", "sofia.navarro", "regulators", {"confirm"}),  # no console
         ("acknowledged", "ana.costa", "responders", {"incident"}),
+        ("digest:0f0f", "ana.costa", "responders", set()),  # several alerts: no one page
     ],
 )
 def test_the_engine_offers_each_reader_the_links_meant_for_them(
