@@ -191,7 +191,7 @@ def outgoing(
     )
 
 
-DIGEST_ITEM_FIELDS = ("alert_id", "name", "severity", "status", "summary", "labels")
+_DIGEST_ITEM_FIELDS = ("alert_id", "name", "severity", "status", "summary", "labels")
 
 
 def digest_summary(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def digest_summary(details: Mapping[str, Any]) -> dict[str, Any]:
         "count": details.get("count"),
         "due_at": details.get("due_at"),
         "items": [
-            {key: item.get(key) for key in DIGEST_ITEM_FIELDS}
+            {key: item.get(key) for key in _DIGEST_ITEM_FIELDS}
             for item in details.get("items") or []
         ],
     }
