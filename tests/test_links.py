@@ -252,24 +252,7 @@ def test_the_engine_offers_each_reader_the_links_meant_for_them(
     console gets the alert's page there (a plain address: the console asks for a sign-in)."""
     settings = Settings(config_dir=ROOT / "config", store={"url": f"sqlite:///{tmp_path / 'e.db'}"})
     engine = Engine(load_configuration(settings), clock=FakeClock(START))
-    n = PendingNotification(
-        id="n",
-        alert_id="a1",
-        fingerprint="f",
-        occurrence=2,
-        kind=kind,
-        person_id=person,
-        channel="email",
-        address="x@example.org",
-        recipient_name="X",
-        tier=tier,
-        template="alert",
-        clearance="restricted",
-        locale="en",
-        timezone="UTC",
-        dispatches=0,
-        payload={},
-    )
+    n = _pending(kind, person, tier)
     links = engine.links_for(n)
     assert set(links) == expected
     page = links.pop("incident", None)
@@ -297,17 +280,22 @@ def test_no_console_no_incident_page(tmp_path: Path) -> None:
         console={"enabled": False},
     )
     engine = Engine(load_configuration(settings), clock=FakeClock(START))
-    n = PendingNotification(
+    assert set(engine.links_for(_pending("firing", "mei.lin", "commanders"))) == {"acknowledge"}
+
+
+def _pending(kind: str, person: str, tier: str) -> PendingNotification:
+    """An email notification of ``kind`` about alert ``a1`` (occurrence 2) to ``person``."""
+    return PendingNotification(
         id="n",
         alert_id="a1",
         fingerprint="f",
-        occurrence=1,
-        kind="firing",
-        person_id="mei.lin",
+        occurrence=2,
+        kind=kind,
+        person_id=person,
         channel="email",
         address="x@example.org",
         recipient_name="X",
-        tier="commanders",
+        tier=tier,
         template="alert",
         clearance="restricted",
         locale="en",
@@ -315,4 +303,3 @@ def test_no_console_no_incident_page(tmp_path: Path) -> None:
         dispatches=0,
         payload={},
     )
-    assert set(engine.links_for(n)) == {"acknowledge"}
